@@ -1,0 +1,113 @@
+//! The bind matrix: A is bound and brought into a state, then B binds the same port. See the fact
+//! list in `wire::catalogue::bind`.
+
+use std::net::IpAddr;
+
+use socket2::Socket;
+use wire::catalogue::{BindCell, FirstState, Transport, Uid, OTHER_UID};
+
+use super::{Facts, Lab, Measured};
+use crate::net::{self, outcome, peer_target, resolve};
+
+/// Repetitions per cell, each on fresh sockets and a fresh port: some old kernels decide a few
+/// cells from state that is not reset, and that must show as instability, not as a flake.
+pub const REPETITIONS: usize = 3;
+
+pub fn run(cell: &BindCell, lab: &Lab) -> Measured {
+    let mut facts = Facts::default();
+    for _ in 0..REPETITIONS {
+        if let Err(error) = once(cell, lab, &mut facts) {
+            return facts.ended(wire::Status::Failed { error });
+        }
+    }
+    facts.done()
+}
+
+/// One repetition. `Err` only when the measuring itself broke (a peer could not be set up).
+fn once(cell: &BindCell, lab: &Lab, facts: &mut Facts) -> Result<(), String> {
+    let port = lab.port();
+    let (a_ip, a_v6only) = resolve(cell.a);
+    let (b_ip, b_v6only) = resolve(cell.b);
+
+    // A, with whatever it is kept alive by (an accepted peer connection).
+    let a = match net::socket_for(cell.transport, &a_ip, a_v6only) {
+        Ok(s) => s,
+        Err(e) => return Err(format!("socket for A = {}", net::errno_name(&e))),
+    };
+    facts.outcome("a_flags", net::set_reuse(&a, cell.a_flags));
+    let bound = net::bind(&a, a_ip, port);
+    let (a_setup, _keep) = match bound {
+        Ok(()) => bring_into_state(cell, &a, &a_ip, lab)?,
+        Err(e) => (net::errno_name(&e), None),
+    };
+    let a_ok = a_setup == "ok";
+    facts.outcome("a_setup", a_setup);
+    if !a_ok {
+        facts.outcome("b_flags", "skipped");
+        facts.outcome("b_bind", "skipped");
+        return Ok(());
+    }
+    if cell.first == FirstState::TimeWait {
+        drop(a);
+    }
+
+    let uid = (cell.uid == Uid::Different).then_some(OTHER_UID);
+    let b = net::as_euid(
+        uid,
+        || -> std::io::Result<(String, std::io::Result<()>, Socket)> {
+            let b = net::socket_for(cell.transport, &b_ip, b_v6only)?;
+            let flags = net::set_reuse(&b, cell.b_flags);
+            let bind = net::bind(&b, b_ip, port);
+            Ok((flags, bind, b))
+        },
+    )?;
+    match b {
+        Err(e) => return Err(format!("socket for B = {}", net::errno_name(&e))),
+        Ok((flags, bind, b)) => {
+            facts.outcome("b_flags", flags);
+            facts.outcome("b_bind", outcome(&bind));
+            if bind.is_ok() && cell.transport == Transport::Tcp {
+                facts.outcome("b_listen", outcome(&b.listen(16)));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Puts A into the cell's first state. Returns `ok` or the errno that stopped it, and the peer's
+/// end of A's connection, which must stay open while B binds (except for TIME_WAIT, where it is
+/// closed after A so that A, the active closer, ends in TIME_WAIT).
+fn bring_into_state(
+    cell: &BindCell,
+    a: &Socket,
+    a_ip: &IpAddr,
+    lab: &Lab,
+) -> Result<(String, Option<Socket>), String> {
+    match cell.first {
+        FirstState::Bound => Ok(("ok".into(), None)),
+        FirstState::Listening => Ok((outcome(&a.listen(16)), None)),
+        FirstState::Connected | FirstState::TimeWait => {
+            let v4 = lab
+                .peer(wire::catalogue::IpFamily::V4)
+                .map_err(|e| format!("v4 peer = {}", net::errno_name(&e)))?;
+            let (family, target) = peer_target(a_ip, v4.addr);
+            let peer = lab
+                .peer(family)
+                .map_err(|e| format!("peer = {}", net::errno_name(&e)))?;
+            let connected = a.connect(&target.into());
+            if connected.is_err() || cell.transport == Transport::Udp {
+                return Ok((outcome(&connected), None));
+            }
+            let accepted = peer
+                .accept()
+                .map_err(|e| format!("peer accept = {}", net::errno_name(&e)))?;
+            if cell.first == FirstState::TimeWait {
+                // A closes first (active close → TIME_WAIT), then the peer answers with its FIN.
+                let _ = a.shutdown(std::net::Shutdown::Both);
+                drop(accepted);
+                return Ok(("ok".into(), None));
+            }
+            Ok(("ok".into(), Some(accepted)))
+        }
+    }
+}

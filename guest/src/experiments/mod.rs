@@ -1,0 +1,158 @@
+//! The experiment families, one module each, and the one exhaustive `match` from a catalogue
+//! [`Experiment`] to the code that measures it.
+
+mod bind;
+mod connect;
+mod cost;
+mod distribution;
+mod lookup;
+mod multicast;
+mod options;
+mod selftest;
+mod steering;
+mod time_wait;
+
+use std::cell::OnceCell;
+use std::collections::BTreeMap;
+use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use wire::catalogue::IpFamily;
+use wire::{Experiment, Fact, Status};
+
+use crate::net::Peer;
+
+/// What one experiment measured.
+pub struct Measured {
+    pub status: Status,
+    pub facts: BTreeMap<String, Fact>,
+}
+
+/// Facts under construction. Repeated measurements append to the same name.
+#[derive(Default)]
+pub struct Facts(BTreeMap<String, Fact>);
+
+impl Facts {
+    pub fn outcome(&mut self, name: &str, value: impl Into<String>) {
+        match self
+            .0
+            .entry(name.to_string())
+            .or_insert_with(|| Fact::Outcomes(Vec::new()))
+        {
+            Fact::Outcomes(v) => v.push(value.into()),
+            other => panic!("fact {name} is {other:?}, not outcomes"),
+        }
+    }
+
+    pub fn receiver(&mut self, name: &str, value: impl Into<String>) {
+        match self
+            .0
+            .entry(name.to_string())
+            .or_insert_with(|| Fact::Receivers(Vec::new()))
+        {
+            Fact::Receivers(v) => v.push(value.into()),
+            other => panic!("fact {name} is {other:?}, not receivers"),
+        }
+    }
+
+    pub fn set(&mut self, name: &str, fact: Fact) {
+        self.0.insert(name.to_string(), fact);
+    }
+
+    pub fn done(self) -> Measured {
+        Measured {
+            status: Status::Completed,
+            facts: self.0,
+        }
+    }
+
+    pub fn ended(self, status: Status) -> Measured {
+        Measured {
+            status,
+            facts: self.0,
+        }
+    }
+}
+
+/// First explicit port experiments use; below it sit the peers, above [`LAST_PORT`] the kernel's
+/// ephemeral range.
+pub const FIRST_PORT: u32 = 10000;
+pub const LAST_PORT: u32 = crate::pid1::EPHEMERAL_FIRST as u32 - 1;
+
+/// The experiments' shared equipment. The port counter lives in memory shared with every worker,
+/// so a worker that replaces a crashed one never reuses a port still in TIME_WAIT.
+pub struct Lab {
+    next_port: &'static AtomicU32,
+    pub channel_fd: RawFd,
+    pub pid1: bool,
+    peer4: OnceCell<Peer>,
+    peer6: OnceCell<Peer>,
+}
+
+impl Lab {
+    pub fn new(channel_fd: RawFd, pid1: bool) -> Lab {
+        Lab {
+            next_port: shared_counter(),
+            channel_fd,
+            pid1,
+            peer4: OnceCell::new(),
+            peer6: OnceCell::new(),
+        }
+    }
+
+    /// A port no other experiment of this run has used (until the range wraps).
+    pub fn port(&self) -> u16 {
+        let n = self.next_port.fetch_add(1, Ordering::Relaxed);
+        (FIRST_PORT + n % (LAST_PORT - FIRST_PORT + 1)) as u16
+    }
+
+    /// `count` consecutive fresh ports.
+    pub fn ports(&self, count: u32) -> Vec<u16> {
+        (0..count).map(|_| self.port()).collect()
+    }
+
+    /// The loopback listener of `family`, created on first use in this worker.
+    pub fn peer(&self, family: IpFamily) -> std::io::Result<&Peer> {
+        let cell = match family {
+            IpFamily::V4 => &self.peer4,
+            IpFamily::V6 => &self.peer6,
+        };
+        if let Some(p) = cell.get() {
+            return Ok(p);
+        }
+        let peer = Peer::new(family)?;
+        Ok(cell.get_or_init(|| peer))
+    }
+}
+
+fn shared_counter() -> &'static AtomicU32 {
+    // SAFETY: an anonymous shared mapping of one page, never unmapped, so the reference is valid
+    // for the life of the process and of every child forked from it.
+    unsafe {
+        let p = libc::mmap(
+            std::ptr::null_mut(),
+            4096,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        );
+        assert!(p != libc::MAP_FAILED, "mmap of one shared page failed");
+        &*(p as *const AtomicU32)
+    }
+}
+
+pub fn run(experiment: &Experiment, lab: &Lab) -> Measured {
+    match experiment {
+        Experiment::Options(opt) => options::run(*opt, lab),
+        Experiment::Bind(cell) => bind::run(cell, lab),
+        Experiment::TimeWait(cell) => time_wait::run(cell, lab),
+        Experiment::Connect(cell) => connect::run(cell, lab),
+        Experiment::Multicast(cell) => multicast::run(cell, lab),
+        Experiment::Lookup(case) => lookup::run(case, lab),
+        Experiment::Distribution(cell) => distribution::run(cell, lab),
+        Experiment::Steering(cell) => steering::run(cell, lab),
+        Experiment::LookupCost(cell) => cost::run(cell, lab),
+        Experiment::SelfTest(test) => selftest::run(*test, lab),
+    }
+}

@@ -1,0 +1,11 @@
+//! Placeholder until the family is written: records a failure, never a fact.
+
+use wire::catalogue::SteeringCell;
+
+use super::{Facts, Lab, Measured};
+
+pub fn run(_cell: &SteeringCell, _lab: &Lab) -> Measured {
+    Facts::default().ended(wire::Status::Failed {
+        error: "family not implemented yet".into(),
+    })
+}

@@ -1,0 +1,55 @@
+//! The guest: a static binary that measures how the running kernel binds, looks up and spreads
+//! sockets, and reports raw facts as records (see the `wire` crate).
+//!
+//! As PID 1 in a VM it mounts proc, sys and devtmpfs, brings `lo` up, reads the experiments to run
+//! from the kernel command line (`rph.run=bind,options`; all by default), writes records to the
+//! second serial port (`/dev/ttyS1`, leaving the console to the kernel log), and powers off.
+//!
+//! As an ordinary process on a host it first moves itself into a fresh network namespace, so the
+//! host kernel becomes a row of the matrix without touching the host's network: experiments are
+//! the arguments, records go to stdout.
+
+mod channel;
+mod experiments;
+mod net;
+mod pid1;
+mod runner;
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let pid1 = std::process::id() == 1;
+    // PID 1 must mount /proc before it can read its command line.
+    let setup = if pid1 {
+        pid1::init()
+    } else {
+        pid1::enter_namespace()
+    };
+    let selection = if pid1 {
+        pid1::selection_from_cmdline()
+    } else {
+        std::env::args().skip(1).collect()
+    };
+    let mut channel = match channel::Channel::open(pid1) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("guest: cannot open the record channel: {e}");
+            return pid1::finish(pid1, ExitCode::FAILURE);
+        }
+    };
+    if let Err(problems) = setup {
+        // Set-up problems are facts about this environment; the experiments that depend on what
+        // failed will record their own errors. Say it on stderr (the console) for people.
+        for p in problems {
+            eprintln!("guest: setup: {p}");
+        }
+    }
+    let code = match runner::run(&selection, &mut channel, pid1) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("guest: {e}");
+            ExitCode::FAILURE
+        }
+    };
+    pid1::finish(pid1, code)
+}

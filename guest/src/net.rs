@@ -1,0 +1,239 @@
+//! Socket plumbing shared by the experiment families: making sockets for catalogue addresses,
+//! setting reuse options, naming errnos, and the loopback peer that gives sockets something to
+//! connect to. Every function returns the kernel's answer as a value; nothing here panics on an
+//! errno.
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use socket2::{Domain, SockAddr, Socket, Type};
+use wire::catalogue::{BindAddr, IpFamily, ReuseFlags, Transport};
+
+/// `"ok"` or the errno's name (`"EADDRINUSE"`).
+pub fn outcome<T>(result: &io::Result<T>) -> String {
+    match result {
+        Ok(_) => "ok".to_string(),
+        Err(e) => errno_name(e),
+    }
+}
+
+pub fn errno_name(e: &io::Error) -> String {
+    match e.raw_os_error() {
+        Some(code) => {
+            let name = format!("{:?}", nix::errno::Errno::from_raw(code));
+            if name == "UnknownErrno" {
+                format!("errno{code}")
+            } else {
+                name
+            }
+        }
+        None => format!("error: {e}"),
+    }
+}
+
+pub fn sock_type(t: Transport) -> Type {
+    match t {
+        Transport::Tcp => Type::STREAM,
+        Transport::Udp => Type::DGRAM,
+    }
+}
+
+pub fn domain_of(addr: &IpAddr) -> Domain {
+    match addr {
+        IpAddr::V4(_) => Domain::IPV4,
+        IpAddr::V6(_) => Domain::IPV6,
+    }
+}
+
+pub const DOC6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1);
+
+/// The IP address a catalogue address binds, and whether the socket is IPv6-only.
+pub fn resolve(addr: BindAddr) -> (IpAddr, bool) {
+    let v4 = |a: Ipv4Addr| IpAddr::V4(a);
+    match addr {
+        BindAddr::V4Any => (v4(Ipv4Addr::UNSPECIFIED), false),
+        BindAddr::V4Lo => (v4(Ipv4Addr::new(127, 0, 0, 1)), false),
+        BindAddr::V4Lo2 => (v4(Ipv4Addr::new(127, 0, 0, 2)), false),
+        BindAddr::V6Any => (IpAddr::V6(Ipv6Addr::UNSPECIFIED), false),
+        BindAddr::V6AnyOnly => (IpAddr::V6(Ipv6Addr::UNSPECIFIED), true),
+        BindAddr::V6Lo => (IpAddr::V6(Ipv6Addr::LOCALHOST), false),
+        BindAddr::V6Doc => (IpAddr::V6(DOC6), false),
+        BindAddr::MappedAny => (IpAddr::V6(Ipv4Addr::UNSPECIFIED.to_ipv6_mapped()), false),
+        BindAddr::MappedLo => (
+            IpAddr::V6(Ipv4Addr::new(127, 0, 0, 1).to_ipv6_mapped()),
+            false,
+        ),
+    }
+}
+
+/// A socket of the right family for `ip`. AF_INET6 sockets get IPV6_V6ONLY set explicitly either
+/// way, so the sysctl `bindv6only` cannot change an experiment.
+pub fn socket_for(transport: Transport, ip: &IpAddr, v6only: bool) -> io::Result<Socket> {
+    let sock = Socket::new(domain_of(ip), sock_type(transport), None)?;
+    if ip.is_ipv6() {
+        sock.set_only_v6(v6only)?;
+    }
+    Ok(sock)
+}
+
+/// Sets the requested reuse options. Returns `"skipped"` when none is asked for, `"ok"` when all
+/// succeeded, otherwise the first errno (the rest are still attempted).
+pub fn set_reuse(sock: &Socket, flags: ReuseFlags) -> String {
+    let mut result = if flags == ReuseFlags::NONE {
+        "skipped".to_string()
+    } else {
+        "ok".to_string()
+    };
+    if flags.reuse_addr {
+        if let Err(e) = sock.set_reuse_address(true) {
+            result = errno_name(&e);
+        }
+    }
+    if flags.reuse_port {
+        if let Err(e) = sock.set_reuse_port(true) {
+            if result == "ok" {
+                result = errno_name(&e);
+            }
+        }
+    }
+    result
+}
+
+pub fn bind(sock: &Socket, ip: IpAddr, port: u16) -> io::Result<()> {
+    sock.bind(&SockAddr::from(SocketAddr::new(ip, port)))
+}
+
+/// Runs `f` with the effective UID switched to `uid` (and back). Sockets created inside belong to
+/// that user, which is what SO_REUSEPORT's same-user rule looks at.
+pub fn as_euid<T>(uid: Option<u32>, f: impl FnOnce() -> T) -> Result<T, String> {
+    let Some(uid) = uid else { return Ok(f()) };
+    let root = nix::unistd::geteuid();
+    nix::unistd::seteuid(nix::unistd::Uid::from_raw(uid))
+        .map_err(|e| format!("seteuid({uid}) = {e}"))?;
+    let value = f();
+    nix::unistd::seteuid(root).map_err(|e| format!("seteuid({root}) = {e}"))?;
+    Ok(value)
+}
+
+/// Listeners on fixed ports below the experiments' range that sockets connect to when an
+/// experiment needs a connected or TIME_WAIT socket. One per worker, per family.
+pub const PEER_PORT: u16 = 9999;
+
+pub struct Peer {
+    listener: Socket,
+    pub addr: SocketAddr,
+}
+
+impl Peer {
+    pub fn new(family: IpFamily) -> io::Result<Peer> {
+        let ip = match family {
+            IpFamily::V4 => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            IpFamily::V6 => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        };
+        let listener = socket_for(Transport::Tcp, &ip, true)?;
+        listener.set_reuse_address(true)?;
+        bind(&listener, ip, PEER_PORT)?;
+        listener.listen(1024)?;
+        Ok(Peer {
+            listener,
+            addr: SocketAddr::new(ip, PEER_PORT),
+        })
+    }
+
+    pub fn accept(&self) -> io::Result<Socket> {
+        self.listener.accept().map(|(s, _)| s)
+    }
+}
+
+/// Where a socket bound to `ip` should connect to reach the peer of its family: IPv4 and
+/// IPv4-mapped addresses reach 127.0.0.1, everything else [::1].
+pub fn peer_target(ip: &IpAddr, v4_peer: SocketAddr) -> (IpFamily, SocketAddr) {
+    match ip {
+        IpAddr::V4(_) => (IpFamily::V4, v4_peer),
+        IpAddr::V6(a) if a.to_ipv4_mapped().is_some() => {
+            let IpAddr::V4(v4) = v4_peer.ip() else {
+                unreachable!("v4 peer")
+            };
+            (
+                IpFamily::V4,
+                SocketAddr::new(IpAddr::V6(v4.to_ipv6_mapped()), v4_peer.port()),
+            )
+        }
+        IpAddr::V6(_) => (
+            IpFamily::V6,
+            SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), PEER_PORT),
+        ),
+    }
+}
+
+/// setsockopt(2) at SOL_SOCKET with an arbitrary value, for options socket2 does not wrap.
+pub fn setsockopt_raw<T>(fd: std::os::fd::RawFd, name: libc::c_int, value: &T) -> io::Result<()> {
+    // SAFETY: value points to a live T of the size we pass.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            name,
+            value as *const T as *const libc::c_void,
+            std::mem::size_of::<T>() as libc::socklen_t,
+        )
+    };
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// getsockopt(2) at SOL_SOCKET for an int-valued option.
+pub fn getsockopt_int(fd: std::os::fd::RawFd, name: libc::c_int) -> io::Result<i32> {
+    let mut value: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: value and len are live and sized for an int.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            name,
+            &mut value as *mut _ as *mut libc::c_void,
+            &mut len,
+        )
+    };
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(value)
+    }
+}
+
+/// Option numbers from <asm-generic/socket.h>, spelled out because old libc headers lack some.
+pub mod sockopt {
+    pub const SO_REUSEADDR: libc::c_int = 2;
+    pub const SO_REUSEPORT: libc::c_int = 15;
+    pub const SO_INCOMING_CPU: libc::c_int = 49;
+    pub const SO_ATTACH_REUSEPORT_CBPF: libc::c_int = 51;
+    pub const SO_ATTACH_REUSEPORT_EBPF: libc::c_int = 52;
+    pub const SO_DETACH_REUSEPORT_BPF: libc::c_int = 68;
+}
+
+/// A classic BPF program as `struct sock_fprog` wants it.
+pub struct ClassicBpf(pub Vec<libc::sock_filter>);
+
+impl ClassicBpf {
+    pub fn attach_reuseport(&self, fd: std::os::fd::RawFd) -> io::Result<()> {
+        let prog = libc::sock_fprog {
+            len: self.0.len() as u16,
+            filter: self.0.as_ptr() as *mut libc::sock_filter,
+        };
+        setsockopt_raw(fd, sockopt::SO_ATTACH_REUSEPORT_CBPF, &prog)
+    }
+}
+
+pub fn bpf_stmt(code: u16, k: u32) -> libc::sock_filter {
+    libc::sock_filter {
+        code,
+        jt: 0,
+        jf: 0,
+        k,
+    }
+}

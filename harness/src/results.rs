@@ -1,0 +1,136 @@
+//! The result store: one JSON file per kernel (`results/<kernel-id>.json`), written atomically as
+//! soon as that kernel finishes, so nothing measured is lost when a later kernel misbehaves.
+//!
+//! A [`KernelResult`] holds raw facts only (the guest's records plus how the boot went). Claims are
+//! judged later, from these files, by `claims` and `evaluate`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+/// Bumped when [`KernelResult`] changes shape.
+pub const RESULT_FORMAT: u32 = 1;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KernelResult {
+    pub format: u32,
+    /// The id from kernels.yaml.
+    pub kernel: String,
+    /// The version kernels.yaml names (`7.2`, `3.8`), used to order the matrix; the measured
+    /// `uname -r` is in `header`.
+    pub version: Option<String>,
+    /// Where the image came from: package and version, URL, build inputs; absent for the host row.
+    pub provenance: Option<BTreeMap<String, String>>,
+    pub run: RunOutcome,
+    /// Every boot attempt, in order (more than one when an early crash was retried).
+    pub attempts: Vec<Attempt>,
+    /// The guest's header record: format, `uname`, CPUs. Absent when the guest never spoke.
+    pub header: Option<wire::Header>,
+    /// The guest's experiment records, in sequence order, from the attempt that counts.
+    pub records: Vec<wire::ExperimentRecord>,
+    /// Seconds since the epoch when the kernel finished.
+    pub finished_at: u64,
+}
+
+/// How the run of one kernel ended, as far as the harness is concerned. Behaviour of the kernel
+/// under test is never here: it is in the records.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum RunOutcome {
+    /// Header, every planned record and the trailer arrived intact.
+    Complete,
+    /// Some records arrived but the stream is not whole (no trailer, a gap, a corrupt line).
+    Incomplete { reason: String },
+    /// The watchdog fired; QEMU was killed.
+    Timeout { after_s: u64, console_tail: String },
+    /// The kernel panicked.
+    Panic { line: String, console_tail: String },
+    /// The kernel died before the guest wrote its first record, on every attempt.
+    EarlyCrash { console_tail: String },
+    /// The kernel could not be obtained here (unreachable source, failed build, missing image).
+    Unavailable { reason: String },
+}
+
+impl RunOutcome {
+    pub fn label(&self) -> &'static str {
+        match self {
+            RunOutcome::Complete => "complete",
+            RunOutcome::Incomplete { .. } => "incomplete",
+            RunOutcome::Timeout { .. } => "timeout",
+            RunOutcome::Panic { .. } => "panic",
+            RunOutcome::EarlyCrash { .. } => "early-crash",
+            RunOutcome::Unavailable { .. } => "unavailable",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Attempt {
+    /// `kvm`, `tcg` or `host` (the guest ran as a process in a network namespace).
+    pub accel: String,
+    pub wall_ms: u64,
+    /// What ended this attempt, in the words of [`RunOutcome::label`].
+    pub ended: String,
+    /// Guest-side time from the header to the trailer, when both arrived.
+    pub guest_ms: Option<u64>,
+}
+
+impl KernelResult {
+    pub fn record(&self, id: &str) -> Option<&wire::ExperimentRecord> {
+        self.records.iter().find(|r| r.id == id)
+    }
+
+    /// The kernel release the guest measured, when it spoke.
+    pub fn release(&self) -> Option<&str> {
+        self.header.as_ref().map(|h| h.uname.release.as_str())
+    }
+}
+
+pub fn path_for(dir: &Path, kernel: &str) -> PathBuf {
+    dir.join(format!("{kernel}.json"))
+}
+
+/// Writes `result` to `dir/<kernel>.json` atomically (temporary file in the same directory, then
+/// rename), so a reader or a concurrent run never sees half a file.
+pub fn store(dir: &Path, result: &KernelResult) -> Result<PathBuf> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating results directory {}", dir.display()))?;
+    let path = path_for(dir, &result.kernel);
+    let json = serde_json::to_vec_pretty(result).expect("results serialize");
+    write_atomically(&path, &json)?;
+    Ok(path)
+}
+
+/// Writes a file atomically: a sibling temporary file, fsync, rename.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)
+        .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
+    tmp.write_all(bytes).with_context(|| format!("writing {}", tmp.path().display()))?;
+    tmp.as_file().sync_all().with_context(|| format!("syncing {}", tmp.path().display()))?;
+    tmp.persist(path).with_context(|| format!("renaming into {}", path.display()))?;
+    Ok(())
+}
+
+pub fn load(path: &Path) -> Result<KernelResult> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_slice(&bytes).with_context(|| format!("parsing {}", path.display()))
+}
+
+/// Loads every `*.json` result in `dir`, sorted by kernel id.
+pub fn load_dir(dir: &Path) -> Result<Vec<KernelResult>> {
+    let mut results = Vec::new();
+    let entries = std::fs::read_dir(dir).with_context(|| format!("reading results directory {}", dir.display()))?;
+    for entry in entries {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "json") {
+            results.push(load(&path)?);
+        }
+    }
+    results.sort_by(|a, b| a.kernel.cmp(&b.kernel));
+    Ok(results)
+}

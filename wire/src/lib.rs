@@ -1,0 +1,14 @@
+//! The contract between host and guest: the record format that travels on the guest's own serial
+//! channel, and the catalogue of experiments those records are about.
+//!
+//! This crate is plain data. It does no I/O, knows nothing about QEMU or sockets, and never
+//! interprets a measurement: the guest fills records with raw facts, the harness judges them.
+
+pub mod catalogue;
+pub mod record;
+
+pub use catalogue::{catalogue, find, select, Experiment, Family};
+pub use record::{
+    decode_line, encode_line, DecodeError, ExperimentRecord, Fact, Header, Record, Status, Trailer,
+    Uname, FORMAT, MARKER,
+};
