@@ -1,1 +1,72 @@
-fn main() {}
+//! harness: boots kernels in QEMU, runs the guest, judges the documents' claims and writes the
+//! compatibility report. See ARCHITECTURE.md for the map.
+
+mod acquire;
+mod cache;
+mod cli;
+mod guest_binary;
+mod initramfs;
+mod interrupt;
+mod matrix;
+mod namespace;
+mod prereq;
+mod results;
+mod run;
+mod transcript;
+mod vm;
+mod yaml;
+
+use std::process::ExitCode;
+
+/// Documented exit codes (README, "Exit codes"). Anything else the harness fails at exits 70.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitKind {
+    /// A claim was contradicted, an outcome changed against a baseline, or `check` found "bad".
+    Failed = 1,
+    /// Bad input: command-line flags, kernels.yaml, claims.
+    Usage = 2,
+    /// A prerequisite (QEMU) is missing and could not be installed.
+    Prerequisite = 3,
+    /// The results or cache directory cannot be written (permissions, disk full).
+    Storage = 4,
+    /// The harness failed at its own job (a bug, an unexpected host error).
+    Internal = 70,
+}
+
+/// An error that carries its exit code through `anyhow` chains.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct Classified {
+    pub kind: ExitKind,
+    pub message: String,
+}
+
+impl ExitKind {
+    pub fn wrap(self, message: impl Into<String>) -> Classified {
+        Classified { kind: self, message: message.into() }
+    }
+}
+
+fn exit_kind(error: &anyhow::Error) -> ExitKind {
+    for cause in error.chain() {
+        if let Some(c) = cause.downcast_ref::<Classified>() {
+            return c.kind;
+        }
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            if matches!(io.raw_os_error(), Some(libc::ENOSPC | libc::EACCES | libc::EROFS | libc::EDQUOT)) {
+                return ExitKind::Storage;
+            }
+        }
+    }
+    ExitKind::Internal
+}
+
+fn main() -> ExitCode {
+    match cli::main() {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("harness: error: {e:#}");
+            ExitCode::from(exit_kind(&e) as u8)
+        }
+    }
+}

@@ -1,0 +1,818 @@
+//! The documents' claims (`claims.yaml`): what each document says, for which system, and which
+//! measured fact of which experiments would show it. Parsed once into types that cannot be wrong,
+//! then checked against the experiment catalogue, with every error at `file:line:column`.
+//!
+//! A claim is *measured* (one or more tests, each a set of experiments, a fact and an expected
+//! value) or *untested* (with the reason no experiment can test it). Claims made for BSD, Windows
+//! or Solaris stay measured: on Linux they are judged as "claimed for another OS", and the report
+//! still says whether Linux agrees.
+
+use std::collections::{BTreeSet, HashSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use anyhow::Result;
+use serde::{Deserialize, Serialize};
+use wire::catalogue::{display_addr, Experiment};
+
+use crate::yaml::{self, Location, YamlError};
+
+/// The four documents the claims come from, by file name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Document {
+    #[serde(rename = "000_f525e833ba1f1436.txt")]
+    UnixSocketFaq,
+    #[serde(rename = "001_9f39c556cc2a774e.txt")]
+    StackOverflowAnswer,
+    #[serde(rename = "002_b21913d5ead863f6.txt")]
+    Baeldung,
+    #[serde(rename = "003_c882e691271ccdf3.txt")]
+    LiangxuLinux,
+}
+
+impl Document {
+    pub const ALL: [Document; 4] =
+        [Document::UnixSocketFaq, Document::StackOverflowAnswer, Document::Baeldung, Document::LiangxuLinux];
+
+    pub fn file_name(self) -> &'static str {
+        match self {
+            Document::UnixSocketFaq => "000_f525e833ba1f1436.txt",
+            Document::StackOverflowAnswer => "001_9f39c556cc2a774e.txt",
+            Document::Baeldung => "002_b21913d5ead863f6.txt",
+            Document::LiangxuLinux => "003_c882e691271ccdf3.txt",
+        }
+    }
+
+    pub fn title(self) -> &'static str {
+        match self {
+            Document::UnixSocketFaq => "UNIX Socket FAQ (Stevens et al.)",
+            Document::StackOverflowAnswer => "Stack Overflow answer: SO_REUSEADDR and SO_REUSEPORT",
+            Document::Baeldung => "Baeldung: SO_REUSEADDR vs SO_REUSEPORT",
+            Document::LiangxuLinux => "Liangxu Linux: when do they actually take effect",
+        }
+    }
+}
+
+/// A kernel version as dotted numbers (`3.9`, `6.12.5`); missing components compare as zero.
+#[derive(Debug, Clone, Serialize)]
+#[serde(into = "String")]
+pub struct Version(pub Vec<u32>);
+
+impl Version {
+    /// Reads the leading dotted numbers of `text` (`6.1.0-28-amd64` is 6.1.0); `None` when it
+    /// does not start with a number.
+    pub fn parse_prefix(text: &str) -> Option<Version> {
+        let mut parts = Vec::new();
+        for piece in text.split('.') {
+            let digits: String = piece.chars().take_while(char::is_ascii_digit).collect();
+            if digits.is_empty() {
+                break;
+            }
+            parts.push(digits.parse().ok()?);
+            if digits.len() != piece.len() {
+                break;
+            }
+        }
+        (!parts.is_empty()).then_some(Version(parts))
+    }
+}
+
+impl Ord for Version {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        let n = self.0.len().max(other.0.len());
+        (0..n)
+            .map(|i| self.0.get(i).copied().unwrap_or(0).cmp(&other.0.get(i).copied().unwrap_or(0)))
+            .find(|o| o.is_ne())
+            .unwrap_or(std::cmp::Ordering::Equal)
+    }
+}
+
+impl PartialEq for Version {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other).is_eq()
+    }
+}
+
+impl Eq for Version {}
+
+impl PartialOrd for Version {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl fmt::Display for Version {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let parts: Vec<String> = self.0.iter().map(u32::to_string).collect();
+        f.write_str(&parts.join("."))
+    }
+}
+
+impl TryFrom<String> for Version {
+    type Error = String;
+    fn try_from(text: String) -> Result<Self, String> {
+        let parts: Result<Vec<u32>, _> = text.split('.').map(str::parse::<u32>).collect();
+        match parts {
+            Ok(p) if !p.is_empty() => Ok(Version(p)),
+            _ => Err(format!("`{text}` is not a kernel version like \"3.9\" or \"4.5\"")),
+        }
+    }
+}
+
+impl From<Version> for String {
+    fn from(v: Version) -> String {
+        v.to_string()
+    }
+}
+
+/// `*` (every version), or comma-separated bounds: `>=3.9`, `<3.9`, `>=3.9,<4.6`, `<=4.4`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(into = "String")]
+pub struct VersionRange {
+    pub bounds: Vec<(Bound, Version)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Bound {
+    AtLeast,
+    Above,
+    Below,
+    AtMost,
+}
+
+impl VersionRange {
+    pub fn contains(&self, v: &Version) -> bool {
+        self.bounds.iter().all(|(bound, at)| match bound {
+            Bound::AtLeast => v >= at,
+            Bound::Above => v > at,
+            Bound::Below => v < at,
+            Bound::AtMost => v <= at,
+        })
+    }
+}
+
+impl fmt::Display for VersionRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.bounds.is_empty() {
+            return f.write_str("*");
+        }
+        let parts: Vec<String> = self
+            .bounds
+            .iter()
+            .map(|(b, v)| {
+                let op = match b {
+                    Bound::AtLeast => ">=",
+                    Bound::Above => ">",
+                    Bound::Below => "<",
+                    Bound::AtMost => "<=",
+                };
+                format!("{op}{v}")
+            })
+            .collect();
+        f.write_str(&parts.join(","))
+    }
+}
+
+impl TryFrom<String> for VersionRange {
+    type Error = String;
+    fn try_from(text: String) -> Result<Self, String> {
+        if text.trim() == "*" {
+            return Ok(VersionRange { bounds: Vec::new() });
+        }
+        let mut bounds = Vec::new();
+        for part in text.split(',') {
+            let part = part.trim();
+            let (bound, rest) = if let Some(r) = part.strip_prefix(">=") {
+                (Bound::AtLeast, r)
+            } else if let Some(r) = part.strip_prefix("<=") {
+                (Bound::AtMost, r)
+            } else if let Some(r) = part.strip_prefix('>') {
+                (Bound::Above, r)
+            } else if let Some(r) = part.strip_prefix('<') {
+                (Bound::Below, r)
+            } else {
+                return Err(format!(
+                    "`{text}` is not a version range: use `*`, `>=3.9`, `<3.9` or `>=3.9,<4.6`"
+                ));
+            };
+            bounds.push((bound, Version::try_from(rest.trim().to_owned())?));
+        }
+        Ok(VersionRange { bounds })
+    }
+}
+
+/// Deserializes through `TryFrom<String>` with the error raised while the scalar is current, so
+/// the YAML error points at the scalar itself (serde's `try_from` would point at the claim).
+struct ParsedFromStr<T>(std::marker::PhantomData<T>);
+
+impl<T: TryFrom<String, Error = String>> serde::de::Visitor<'_> for ParsedFromStr<T> {
+    type Value = T;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a quoted string")
+    }
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<T, E> {
+        T::try_from(v.to_owned()).map_err(E::custom)
+    }
+}
+
+impl<'de> Deserialize<'de> for Version {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_str(ParsedFromStr(std::marker::PhantomData))
+    }
+}
+
+impl<'de> Deserialize<'de> for VersionRange {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_str(ParsedFromStr(std::marker::PhantomData))
+    }
+}
+
+impl From<VersionRange> for String {
+    fn from(r: VersionRange) -> String {
+        r.to_string()
+    }
+}
+
+/// A system other than Linux that a document makes a claim for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OtherOs {
+    /// 4.4BSD and its descendants (FreeBSD, OpenBSD, NetBSD, macOS, iOS).
+    Bsd,
+    Windows,
+    Solaris,
+}
+
+/// Which systems a claim is made for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scope {
+    /// Every system, Linux included (`scope: any`).
+    Any,
+    /// Linux kernels in a version range (`scope: !linux ">=3.9"`).
+    Linux(VersionRange),
+    /// Another system (`scope: {os: bsd}`): on Linux the claim is out of scope, but still judged.
+    Os(OtherOs),
+}
+
+impl Scope {
+    /// Whether a Linux kernel of `version` is one the claim speaks about; `None` when the scope
+    /// depends on a version that is unknown.
+    pub fn covers_linux(&self, version: Option<&Version>) -> Option<bool> {
+        match self {
+            Scope::Any => Some(true),
+            Scope::Os(_) => Some(false),
+            Scope::Linux(range) if range.bounds.is_empty() => Some(true),
+            Scope::Linux(range) => version.map(|v| range.contains(v)),
+        }
+    }
+}
+
+impl fmt::Display for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Scope::Any => f.write_str("any system"),
+            Scope::Linux(r) if r.bounds.is_empty() => f.write_str("Linux"),
+            Scope::Linux(r) => write!(f, "Linux {r}"),
+            Scope::Os(OtherOs::Bsd) => f.write_str("BSD"),
+            Scope::Os(OtherOs::Windows) => f.write_str("Windows"),
+            Scope::Os(OtherOs::Solaris) => f.write_str("Solaris"),
+        }
+    }
+}
+
+/// What a measured fact must show. Every repetition of every matched experiment must agree: one
+/// repetition that differs makes the fact unstable, which is never a pass.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum Expect {
+    /// Every repetition of an Outcomes fact is this (`ok` or an errno name).
+    Outcome(String),
+    /// Each repetition of an Outcomes fact that records one value per socket is this sequence.
+    OutcomeSequence(Vec<String>),
+    /// Every repetition of a Receivers fact names this socket.
+    Receiver(String),
+    /// Every repetition of a Receivers fact names one of these sockets (a reuseport group).
+    ReceiverIn(Vec<String>),
+    /// Multicast: in every repetition exactly these sockets received the datagram.
+    ReceivedByAll(Vec<String>),
+    /// A Counts fact passes Pearson's chi-square test of uniformity at family-wise level `alpha`
+    /// (Bonferroni-corrected over the claim's experiments).
+    Uniform { alpha: f64 },
+    /// Whether every re-sent 4-tuple landed on the same member (`repeat_same == repeat_flows`).
+    Sticky(bool),
+    /// Time per flow at the largest group is at most `max_ratio` times that of a group of one.
+    Flat { max_ratio: f64 },
+    /// The fact equals the same fact of the partner experiment whose id is this one's with every
+    /// `replace` turned into `with` (for "X behaves exactly like Y").
+    SameAs { replace: String, with: String },
+}
+
+impl fmt::Display for Expect {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Expect::Outcome(o) => write!(f, "{o}"),
+            Expect::OutcomeSequence(s) => write!(f, "[{}] per repetition", s.join(", ")),
+            Expect::Receiver(r) => write!(f, "received by {r}"),
+            Expect::ReceiverIn(s) => write!(f, "received by one of {}", s.join("/")),
+            Expect::ReceivedByAll(s) => write!(f, "received by all of {}", s.join(", ")),
+            Expect::Uniform { alpha } => write!(f, "uniform (chi-square, alpha {alpha})"),
+            Expect::Sticky(true) => f.write_str("a 4-tuple always reaches the same member"),
+            Expect::Sticky(false) => f.write_str("a 4-tuple does not always reach the same member"),
+            Expect::Flat { max_ratio } => write!(f, "cost at the largest group <= {max_ratio}x a group of one"),
+            Expect::SameAs { replace, with } => write!(f, "same as with `{replace}` replaced by `{with}`"),
+        }
+    }
+}
+
+/// One test of a claim: a fact of some experiments, and what it must show.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Test {
+    /// Exact catalogue ids, or patterns where `*` matches any run of characters.
+    pub experiments: Vec<String>,
+    pub fact: String,
+    pub expect: Expect,
+    /// The catalogue ids the patterns resolve to, in catalogue order (filled by [`load`]).
+    #[serde(skip_deserializing, default)]
+    pub resolved: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum Check {
+    /// Judged from measurements; every test must hold.
+    Measured(Vec<Test>),
+    /// No experiment can test the claim; the reason says why.
+    Untested(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Claim {
+    /// Stable id: `<doc number>.<topic>.<what>`, lowercase, dots and dashes.
+    pub id: String,
+    pub doc: Document,
+    /// Short and exact: a substring of the document.
+    pub quote: String,
+    pub scope: Scope,
+    /// The claim says behaviour changes at this version; evolution compares it with the change
+    /// points observed in the matrix. Default: no change claimed.
+    #[serde(default)]
+    pub changes_at: Option<Version>,
+    /// Why the test reads the claim the way it does. Default: none.
+    #[serde(default)]
+    pub note: Option<String>,
+    pub check: Check,
+}
+
+impl Claim {
+    pub fn tests(&self) -> &[Test] {
+        match &self.check {
+            Check::Measured(tests) => tests,
+            Check::Untested(_) => &[],
+        }
+    }
+
+    /// Every experiment id the claim's tests read, in order, without repeats.
+    pub fn experiments(&self) -> Vec<String> {
+        let mut seen = HashSet::new();
+        self.tests()
+            .iter()
+            .flat_map(|t| t.resolved.iter())
+            .filter(|id| seen.insert(id.as_str()))
+            .cloned()
+            .collect()
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClaimsFile {
+    claims: Vec<Claim>,
+}
+
+/// A validated claims file.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ClaimSet {
+    pub source: PathBuf,
+    pub claims: Vec<Claim>,
+}
+
+impl ClaimSet {
+    pub fn get(&self, id: &str) -> Option<&Claim> {
+        self.claims.iter().find(|c| c.id == id)
+    }
+}
+
+/// Reads, parses and validates a claims file against the catalogue.
+pub fn load(path: &Path) -> Result<ClaimSet> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("reading claims file {}: {e}", path.display()))?;
+    let claims = parse(&text, &path.display().to_string())?;
+    Ok(ClaimSet { source: path.to_owned(), claims })
+}
+
+/// Parses and validates claims from `text`; `name` starts every error message.
+pub fn parse(text: &str, name: &str) -> Result<Vec<Claim>, YamlError> {
+    let file: ClaimsFile = yaml::from_str_named(text, name)?;
+    let mut claims = file.claims;
+    let catalogue = catalogue_ids();
+    let mut ids = HashSet::new();
+    let mut occurrences = std::collections::HashMap::<String, usize>::new();
+    for (index, claim) in claims.iter_mut().enumerate() {
+        let occurrence = occurrences.entry(claim.id.clone()).or_default();
+        let at = yaml::locate_key_value(text, "id", &claim.id, *occurrence);
+        *occurrence += 1;
+        let fail = |field: &str, message: String| {
+            YamlError::invalid(name, at, format!("claims[{index}] ({}).{field}: {message}", claim.id))
+        };
+        if !valid_id(&claim.id) {
+            return Err(fail("id", "ids are lowercase letters, digits, `.` and `-`".into()));
+        }
+        if !ids.insert(claim.id.clone()) {
+            return Err(fail("id", format!("duplicate claim id `{}`", claim.id)));
+        }
+        if claim.quote.trim().is_empty() {
+            return Err(fail("quote", "empty quote".into()));
+        }
+        if claim.changes_at.is_some() && matches!(claim.scope, Scope::Os(_)) {
+            return Err(fail("changes_at", "a version change point needs a Linux or `any` scope".into()));
+        }
+        let id = claim.id.clone();
+        match &mut claim.check {
+            Check::Untested(reason) if reason.trim().is_empty() => {
+                return Err(fail("check.untested", "give the reason no experiment can test the claim".into()));
+            }
+            Check::Untested(_) => {}
+            Check::Measured(tests) if tests.is_empty() => {
+                return Err(fail("check.measured", "a measured claim needs at least one test".into()));
+            }
+            Check::Measured(tests) => {
+                for (t, test) in tests.iter_mut().enumerate() {
+                    let field = format!("check.measured[{t}]");
+                    let fact = test.fact.clone();
+                    resolve_test(test, catalogue).map_err(|(culprit, message)| {
+                        let needle = match culprit {
+                            Culprit::Pattern(p) => p,
+                            Culprit::Fact => format!("fact: {fact}"),
+                            Culprit::Test => String::new(),
+                        };
+                        let located = locate_after(text, at, &needle).or(at);
+                        YamlError::invalid(name, located, format!("claims[{index}] ({id}).{field}: {message}"))
+                    })?;
+                }
+            }
+        }
+    }
+    Ok(claims)
+}
+
+/// What a test's error is about, so that the error can point at it.
+enum Culprit {
+    Pattern(String),
+    Fact,
+    Test,
+}
+
+/// The first occurrence of `needle` at or after `from` (the claim's own line), so errors inside a
+/// claim point at the offending scalar rather than at the claim.
+fn locate_after(text: &str, from: Option<Location>, needle: &str) -> Option<Location> {
+    let from = from?;
+    if needle.is_empty() {
+        return None;
+    }
+    text.lines().enumerate().skip(from.line - 1).find_map(|(index, line)| {
+        line.find(needle).map(|column| Location { line: index + 1, column: column + 1 })
+    })
+}
+
+fn valid_id(id: &str) -> bool {
+    !id.is_empty() && id.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-')
+}
+
+fn catalogue_ids() -> &'static [(String, Experiment)] {
+    static IDS: OnceLock<Vec<(String, Experiment)>> = OnceLock::new();
+    IDS.get_or_init(|| wire::catalogue().into_iter().map(|e| (e.id(), e)).collect())
+}
+
+/// `*` matches any run of characters (dots included); everything else matches itself.
+pub fn glob_matches(pattern: &str, text: &str) -> bool {
+    let parts: Vec<&str> = pattern.split('*').collect();
+    if parts.len() == 1 {
+        return pattern == text;
+    }
+    let (first, last) = (parts[0], parts[parts.len() - 1]);
+    if !text.starts_with(first) || !text[first.len()..].ends_with(last) || text.len() < first.len() + last.len() {
+        return false;
+    }
+    let mut rest = &text[first.len()..text.len() - last.len()];
+    for middle in &parts[1..parts.len() - 1] {
+        match rest.find(middle) {
+            Some(at) => rest = &rest[at + middle.len()..],
+            None => return false,
+        }
+    }
+    true
+}
+
+/// Resolves the test's patterns and checks its fact and expectation against every experiment.
+/// The error names the offending pattern, when there is one, and says what is wrong.
+fn resolve_test(test: &mut Test, catalogue: &[(String, Experiment)]) -> Result<(), (Culprit, String)> {
+    if test.experiments.is_empty() {
+        return Err((Culprit::Test, "experiments: list at least one experiment id or pattern".into()));
+    }
+    let mut resolved = BTreeSet::new();
+    for pattern in &test.experiments {
+        let matched: Vec<usize> = catalogue
+            .iter()
+            .enumerate()
+            .filter(|(_, (id, _))| glob_matches(pattern, id))
+            .map(|(i, _)| i)
+            .collect();
+        if matched.is_empty() {
+            let hint = if pattern.contains('*') { "pattern matches no experiment" } else { "no experiment has this id" };
+            return Err((Culprit::Pattern(pattern.clone()), format!("experiments: `{pattern}`: {hint} in the catalogue")));
+        }
+        for i in matched {
+            let (id, experiment) = &catalogue[i];
+            let kind = fact_kind(experiment, &test.fact).map_err(|m| {
+                (Culprit::Fact, format!("fact: `{}` is not recorded by {id}: {m}", test.fact))
+            })?;
+            check_expectation(&test.expect, experiment, &test.fact, kind)
+                .map_err(|m| (Culprit::Fact, format!("expect: {m} (experiment {id})")))?;
+            if let Expect::SameAs { replace, with } = &test.expect {
+                let partner = id.replace(replace.as_str(), with);
+                if partner == *id || !catalogue.iter().any(|(other, _)| *other == partner) {
+                    return Err((
+                        Culprit::Pattern(pattern.clone()),
+                        format!("expect.same_as: {id} has no partner `{partner}` in the catalogue"),
+                    ));
+                }
+            }
+            resolved.insert(i);
+        }
+    }
+    test.resolved = resolved.into_iter().map(|i| catalogue[i].0.clone()).collect();
+    Ok(())
+}
+
+/// The shape of a recorded fact.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FactKind {
+    Outcomes,
+    Receivers,
+    Count,
+    Counts,
+    Numbers,
+}
+
+/// The facts each family records, as its module documentation in `wire` lists them.
+pub fn fact_kind(experiment: &Experiment, fact: &str) -> Result<FactKind, String> {
+    use FactKind::*;
+    let table: &[(&str, FactKind)] = match experiment {
+        Experiment::Options(_) => &[("set", Outcomes), ("get", Outcomes), ("value", Count)],
+        Experiment::Bind(_) => &[
+            ("a_setup", Outcomes),
+            ("a_flags", Outcomes),
+            ("b_flags", Outcomes),
+            ("b_bind", Outcomes),
+            ("b_listen", Outcomes),
+        ],
+        Experiment::TimeWait(_) => &[
+            ("time_wait_seen", Outcomes),
+            ("old_flags", Outcomes),
+            ("new_flags", Outcomes),
+            ("new_bind", Outcomes),
+            ("new_listen", Outcomes),
+        ],
+        Experiment::Connect(_) => &[
+            ("flags", Outcomes),
+            ("bind_a", Outcomes),
+            ("bind_b", Outcomes),
+            ("connect_a", Outcomes),
+            ("connect_b", Outcomes),
+        ],
+        Experiment::Multicast(_) => &[
+            ("flags", Outcomes),
+            ("bind", Outcomes),
+            ("join", Outcomes),
+            ("send", Outcomes),
+            ("received", Receivers),
+        ],
+        Experiment::Lookup(case) => {
+            if let Some(label) = fact.strip_prefix("bind.") {
+                return if case.sockets().iter().any(|s| s.label == label) {
+                    Ok(Outcomes)
+                } else {
+                    Err(format!("the scenario has no socket `{label}`"))
+                };
+            }
+            if let Some(probe) = fact.strip_prefix("to.") {
+                let probes: Vec<String> = case.probes().iter().map(|a| display_addr(*a)).collect();
+                return if probes.iter().any(|p| p == probe) {
+                    Ok(Receivers)
+                } else {
+                    Err(format!("the scenario probes only {}", probes.join(", ")))
+                };
+            }
+            return Err("lookup facts are `bind.<label>` and `to.<probe address>`".into());
+        }
+        Experiment::Distribution(_) => &[
+            ("bind", Outcomes),
+            ("counts", Counts),
+            ("flows", Count),
+            ("lost", Count),
+            ("repeat_flows", Count),
+            ("repeat_same", Count),
+            ("moved_after_close", Count),
+            ("moved_after_join", Count),
+            ("closed_flows_to_new", Count),
+            ("tracked_flows", Count),
+        ],
+        Experiment::Steering(_) => &[("attach", Outcomes), ("counts", Counts), ("expected", Counts), ("steered", Count)],
+        Experiment::LookupCost(_) => &[("sizes", Counts), ("ns_per_flow", Numbers), ("bind", Outcomes)],
+        Experiment::SelfTest(_) => &[],
+    };
+    table.iter().find(|(name, _)| *name == fact).map(|(_, kind)| *kind).ok_or_else(|| {
+        let names: Vec<&str> = table.iter().map(|(n, _)| *n).collect();
+        format!("its family records {}", names.join(", "))
+    })
+}
+
+fn check_expectation(expect: &Expect, experiment: &Experiment, fact: &str, kind: FactKind) -> Result<(), String> {
+    let needs = |wanted: FactKind, what: &str| {
+        if kind == wanted {
+            Ok(())
+        } else {
+            Err(format!("{what} needs a {wanted:?} fact, `{fact}` is {kind:?}"))
+        }
+    };
+    match expect {
+        Expect::Outcome(_) | Expect::OutcomeSequence(_) => needs(FactKind::Outcomes, "outcome"),
+        Expect::Receiver(_) | Expect::ReceiverIn(_) => needs(FactKind::Receivers, "receiver"),
+        Expect::ReceivedByAll(_) => {
+            if matches!(experiment, Experiment::Multicast(_)) {
+                needs(FactKind::Receivers, "received_by_all")
+            } else {
+                Err("received_by_all reads a multicast `received` fact".into())
+            }
+        }
+        Expect::Uniform { alpha } => {
+            if !(*alpha > 0.0 && *alpha < 1.0) {
+                return Err(format!("uniform.alpha must lie between 0 and 1, not {alpha}"));
+            }
+            needs(FactKind::Counts, "uniform")
+        }
+        Expect::Sticky(_) => match experiment {
+            Experiment::Distribution(cell) if !cell.churn && fact == "repeat_same" => Ok(()),
+            _ => Err("sticky reads `repeat_same` (against `repeat_flows`) of a distribution cell".into()),
+        },
+        Expect::Flat { max_ratio } => {
+            if !(*max_ratio >= 1.0) {
+                return Err(format!("flat.max_ratio must be at least 1, not {max_ratio}"));
+            }
+            needs(FactKind::Numbers, "flat")
+        }
+        Expect::SameAs { replace, .. } => {
+            if replace.is_empty() {
+                return Err("same_as.replace must not be empty".into());
+            }
+            if matches!(kind, FactKind::Outcomes | FactKind::Receivers) {
+                Ok(())
+            } else {
+                Err(format!("same_as compares outcomes or receivers, `{fact}` is {kind:?}"))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+claims:
+  - id: t.tcp-wildcard-blocks
+    doc: 001_9f39c556cc2a774e.txt
+    quote: "no other TCP socket can be bound to the same port"
+    scope: !linux "*"
+    check: !measured
+      - experiments: [bind.tcp.v4any+v4lo.listening.a-ra.b-ra.same-uid]
+        fact: b_bind
+        expect: !outcome EADDRINUSE
+  - id: t.reuseport-appears
+    doc: 002_b21913d5ead863f6.txt
+    quote: "Linux kernel version 3.9"
+    scope: !linux ">=3.9"
+    changes_at: "3.9"
+    check: !measured
+      - experiments: [options.so_reuseport]
+        fact: set
+        expect: !outcome ok
+  - id: t.windows
+    doc: 001_9f39c556cc2a774e.txt
+    quote: "SO_EXCLUSIVEADDRUSE"
+    scope: !os windows
+    check: !untested Windows only
+  - id: t.glob
+    doc: 000_f525e833ba1f1436.txt
+    quote: "all of them use the SO_REUSEPORT option"
+    scope: any
+    check: !measured
+      - experiments: ["bind.*.v4lo+v4lo.bound.a-rp.b-rp.same-uid"]
+        fact: b_bind
+        expect: !outcome ok
+"#;
+
+    fn error_of(text: &str) -> String {
+        parse(text, "claims.yaml").unwrap_err().to_string()
+    }
+
+    #[test]
+    fn parses_scopes_checks_and_resolves_patterns() {
+        let claims = parse(GOOD, "claims.yaml").unwrap();
+        assert_eq!(claims.len(), 4);
+        assert_eq!(claims[1].changes_at, Some(Version(vec![3, 9])));
+        assert_eq!(claims[2].check, Check::Untested("Windows only".into()));
+        assert_eq!(
+            claims[3].tests()[0].resolved,
+            vec![
+                "bind.tcp.v4lo+v4lo.bound.a-rp.b-rp.same-uid".to_string(),
+                "bind.udp.v4lo+v4lo.bound.a-rp.b-rp.same-uid".to_string()
+            ]
+        );
+        assert_eq!(claims[0].scope.covers_linux(None), Some(true));
+        assert_eq!(claims[1].scope.covers_linux(Some(&Version(vec![3, 8]))), Some(false));
+        assert_eq!(claims[1].scope.covers_linux(Some(&Version(vec![3, 9, 0]))), Some(true));
+        assert_eq!(claims[2].scope.covers_linux(Some(&Version(vec![6, 1]))), Some(false));
+    }
+
+    #[test]
+    fn unknown_field_is_located_and_named() {
+        let text = GOOD.replacen("    quote: \"Linux kernel", "    qoute: x\n    quote: \"Linux kernel", 1);
+        let error = error_of(&text);
+        assert!(error.starts_with("claims.yaml:13:5: "), "{error}");
+        assert!(error.contains("unknown field `qoute`"), "{error}");
+    }
+
+    #[test]
+    fn bad_scope_and_version_are_located() {
+        let error = error_of(&GOOD.replacen("!os windows", "!os plan9", 1));
+        assert!(error.starts_with("claims.yaml:23:12: "), "{error}");
+        assert!(error.contains("plan9"), "{error}");
+        let error = error_of(&GOOD.replacen("\">=3.9\"", "\"=>3.9\"", 1));
+        assert!(error.starts_with("claims.yaml:14:12: "), "{error}");
+        assert!(error.contains("claims[1].scope"), "{error}");
+        assert!(error.contains("not a version range"), "{error}");
+    }
+
+    #[test]
+    fn unknown_experiment_points_at_the_pattern() {
+        let error = error_of(&GOOD.replacen("[options.so_reuseport]", "[options.so_reuseprot]", 1));
+        assert!(error.starts_with("claims.yaml:17:23: "), "{error}");
+        assert!(error.contains("claims[1] (t.reuseport-appears).check.measured[0]"), "{error}");
+        assert!(error.contains("options.so_reuseprot"), "{error}");
+        let error = error_of(&GOOD.replacen("bind.*.v4lo+v4lo.bound", "bind.*.v4lo+v4lo.bund", 1));
+        assert!(error.contains("pattern matches no experiment"), "{error}");
+    }
+
+    #[test]
+    fn unknown_fact_and_mismatched_expectation_are_rejected() {
+        let error = error_of(&GOOD.replacen("fact: b_bind", "fact: b_bnd", 1));
+        assert!(error.starts_with("claims.yaml:9:9: "), "{error}");
+        assert!(error.contains("fact: `b_bnd` is not recorded"), "{error}");
+        assert!(error.contains("b_bind"), "{error}");
+        let error = error_of(&GOOD.replacen("!outcome EADDRINUSE", "!uniform {alpha: 0.001}", 1));
+        assert!(error.contains("uniform needs a Counts fact"), "{error}");
+    }
+
+    #[test]
+    fn duplicate_ids_point_at_the_second() {
+        let error = error_of(&GOOD.replacen("id: t.glob", "id: t.windows", 1));
+        assert!(error.starts_with("claims.yaml:25:9: "), "{error}");
+        assert!(error.contains("duplicate claim id `t.windows`"), "{error}");
+    }
+
+    #[test]
+    fn globs() {
+        assert!(glob_matches("bind.*.same-uid", "bind.tcp.v4lo+v4lo.bound.a-rp.b-rp.same-uid"));
+        assert!(glob_matches("a*b*c", "axxbyyc"));
+        assert!(!glob_matches("a*b*c", "axxcyyb"));
+        assert!(!glob_matches("ab*ba", "aba"));
+        assert!(glob_matches("options.so_reuseport", "options.so_reuseport"));
+        assert!(!glob_matches("options.so_reuse", "options.so_reuseport"));
+    }
+
+    #[test]
+    fn versions_order_numerically() {
+        let v = |s: &str| Version::parse_prefix(s).unwrap();
+        assert!(v("6.12") > v("6.1"));
+        assert!(v("3.9") < v("3.10"));
+        assert_eq!(v("6.1.0-28-amd64"), Version(vec![6, 1, 0]));
+        assert_eq!(v("6.18.44-fc-v470"), Version(vec![6, 18, 44]));
+        assert_eq!(Version::parse_prefix("host"), None);
+        assert_eq!(v("5.10"), v("5.10.0"));
+    }
+}
