@@ -13,6 +13,7 @@ mod channel;
 mod experiments;
 mod net;
 mod pid1;
+mod probe;
 mod runner;
 
 use std::process::ExitCode;

@@ -1,8 +1,21 @@
-//! connect() collisions: two sockets share a source address and port (made possible by reuse
-//! options) and connect to the same or to different destinations.
+//! connect() collisions: two sockets A and B share a source address and port (made possible by
+//! reuse options) and connect to the same or to different destinations.
 //!
-//! Facts, one per repetition: `flags` (setsockopt results), `bind_a`, `bind_b`, `connect_a`,
-//! `connect_b` (Outcomes; `connect_b` is the fact under test).
+//! Source 127.0.0.1:p (IPv4) or [::1]:p (IPv6); destinations on the same address, ports q1 (and q2
+//! for different destinations). For TCP the guest listens on the destinations first; for UDP
+//! connect() only sets the peer, so nothing listens. A binds, then B binds, then A connects, then B
+//! connects.
+//!
+//! Facts, one value per repetition (three, each on fresh sockets and fresh ports):
+//! - `flags.A`, `flags.B` (Outcomes): setsockopt results, `ok`, `skipped` when nothing is set, or
+//!   the first errno.
+//! - `bind.A`, `bind.B` (Outcomes): the binds of the shared source address.
+//! - `connect.A`, `connect.B` (Outcomes): the connects, `skipped` when that socket's bind failed
+//!   (connecting it would bind an ephemeral port, which is not the question); `connect.B` is the
+//!   fact under test.
+//! - `reply` (Receivers, UDP only): a responder bound to A's destination sends one datagram to the
+//!   shared source address; the label of the socket that received it (`A`, `B`, both joined by
+//!   `+`, or `none`), or the responder's errno.
 
 use serde::{Deserialize, Serialize};
 

@@ -1,11 +1,18 @@
 //! Which socket receives a TCP connection or a UDP datagram when several sockets match.
 //!
-//! Sockets are created and bound in the order given (TCP ones also listen), then every probe
-//! destination gets one connection or datagram per repetition, from a fresh client socket.
-//! Facts: `bind.<label>` (Outcomes per repetition: that socket's setsockopt+bind+listen),
-//! `to.<probe address>` (Receivers per repetition: the label of the socket that accepted or
-//! received, `none` when nothing arrived, or `refused`/errno when the client's connect or send
-//! failed).
+//! Each repetition uses a fresh port: the sockets are created, given their options, bound and (TCP)
+//! put into listen() one after the other in the order given, then every probe destination gets one
+//! connection or datagram from a fresh unbound client socket. The sockets that bound are watched
+//! with a bounded poll; TCP connections are accepted, datagrams read.
+//!
+//! Facts, one value per repetition (at least three):
+//! - `flags.<label>` (Outcomes): that socket's setsockopt results, `ok`, `skipped` when it sets
+//!   nothing, or the first errno (for example `ENOPROTOOPT` for SO_REUSEPORT on 3.8).
+//! - `bind.<label>` (Outcomes): its bind().
+//! - `listen.<label>` (Outcomes, TCP only): its listen(), `skipped` when the bind failed.
+//! - `to.<probe address>` (Receivers): the label of the socket that accepted the connection or
+//!   received the datagram; several joined by `+` if more than one did; `none` when nothing
+//!   arrived; or the client's errno (`ECONNREFUSED`) when its connect or send failed.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -33,6 +40,10 @@ pub enum LookupScenario {
     /// The example of 003: four listeners on one port, A (0.0.0.0) and B (127.0.0.1) with
     /// SO_REUSEPORT, C (127.0.0.2) and D (127.0.0.3) without; bound C, D, B, A.
     FourListeners,
+    /// As [`LookupScenario::FourListeners`] but C and D also set SO_REUSEPORT, so that on Linux,
+    /// where a listening TCP socket without SO_REUSEPORT conflicts with a wildcard one, all four
+    /// can listen and B (exact address) competes with A (wildcard) for 127.0.0.1.
+    FourListenersAllReuseport,
     /// A on 0.0.0.0 (AF_INET) then B on [::] dual-stack, both with SO_REUSEADDR+SO_REUSEPORT.
     InetThenDualStack,
     /// B on [::] dual-stack then A on 0.0.0.0 (AF_INET), both with SO_REUSEADDR+SO_REUSEPORT.
@@ -40,7 +51,7 @@ pub enum LookupScenario {
 }
 
 impl LookupScenario {
-    pub const ALL: [LookupScenario; 10] = [
+    pub const ALL: [LookupScenario; 11] = [
         LookupScenario::SpecificThenWildcard,
         LookupScenario::WildcardThenSpecific,
         LookupScenario::WildcardThenSpecificReuseport,
@@ -49,6 +60,7 @@ impl LookupScenario {
         LookupScenario::GroupBesidePlainWildcard,
         LookupScenario::PlainSpecificBesideGroup,
         LookupScenario::FourListeners,
+        LookupScenario::FourListenersAllReuseport,
         LookupScenario::InetThenDualStack,
         LookupScenario::DualStackThenInet,
     ];
@@ -117,6 +129,12 @@ impl LookupCase {
                 sock("B", LO, F::BOTH),
                 sock("A", ANY4, F::BOTH),
             ],
+            FourListenersAllReuseport => vec![
+                sock("C", LO2, F::BOTH),
+                sock("D", LO3, F::BOTH),
+                sock("B", LO, F::BOTH),
+                sock("A", ANY4, F::BOTH),
+            ],
             InetThenDualStack => vec![sock("A", ANY4, F::BOTH), sock("B", ANY6, F::BOTH)],
             DualStackThenInet => vec![sock("B", ANY6, F::BOTH), sock("A", ANY4, F::BOTH)],
         }
@@ -131,7 +149,7 @@ impl LookupCase {
             }
             SpecificThenWildcardV6 | WildcardThenSpecificV6Reuseport => vec![LO6, DOC6],
             GroupBesidePlainWildcard | PlainSpecificBesideGroup => vec![LO, LO2],
-            FourListeners => vec![LO, LO2, LO3, LO4],
+            FourListeners | FourListenersAllReuseport => vec![LO, LO2, LO3, LO4],
             InetThenDualStack | DualStackThenInet => vec![LO, LO6],
         }
     }

@@ -1,9 +1,22 @@
-//! Multicast: three UDP sockets bind the same group (or the wildcard) and port with a mix of reuse
-//! options, join 239.255.0.1 on `lo`, and one datagram is sent to the group.
+//! Multicast: three UDP sockets A, B, C bind the same group (or the wildcard) and port with a mix
+//! of reuse options, each bound one joins 239.255.0.1 on `lo` (IP_ADD_MEMBERSHIP with interface
+//! 127.0.0.1), and a fourth socket sends one datagram to the group with IP_MULTICAST_IF 127.0.0.1
+//! and IP_MULTICAST_LOOP on. Every socket is then drained within a bounded wait.
 //!
-//! Facts: `flags` (setsockopt results per socket), `bind` (Outcomes: each socket's bind, in
-//! order), `join` (Outcomes: IP_ADD_MEMBERSHIP per bound socket), `received` (Receivers: every
-//! socket label that got the datagram, repeated per repetition as `rep:label`), `send` (Outcomes).
+//! Facts, one value per repetition (three, each on fresh sockets and a fresh port):
+//! - `flags.<label>` (Outcomes): setsockopt results, `ok`, `skipped` when nothing is set, or the
+//!   first errno.
+//! - `bind.<label>` (Outcomes): its bind().
+//! - `join.<label>` (Outcomes): its IP_ADD_MEMBERSHIP, `skipped` when the bind failed.
+//! - `sender` (Outcomes): IP_MULTICAST_IF then IP_MULTICAST_LOOP on the sending socket, `ok` or the
+//!   first errno.
+//! - `send` (Outcomes): the sendto() to 239.255.0.1.
+//! - `received` (Receivers): the labels of every socket that got the datagram, joined by `+` in
+//!   A, B, C order, or `none`.
+//! - `datagrams.<label>` (Counts): how many datagrams that socket read (a copy delivered twice
+//!   shows as 2); 0 for a socket that is not bound.
+
+use std::net::Ipv4Addr;
 
 use serde::{Deserialize, Serialize};
 
@@ -37,7 +50,26 @@ pub struct MulticastCell {
     pub flags: MulticastFlags,
 }
 
+/// The group every multicast cell joins and sends to: organisation-local scope, never routed.
+const GROUP: Ipv4Addr = Ipv4Addr::new(239, 255, 0, 1);
+
 impl MulticastCell {
+    /// The multicast group (239.255.0.1).
+    pub fn group(&self) -> Ipv4Addr {
+        GROUP
+    }
+
+    /// The address the three sockets bind: the group itself or 0.0.0.0.
+    pub fn bind_addr(&self) -> Ipv4Addr {
+        match self.bind {
+            MulticastBind::Group => GROUP,
+            MulticastBind::Wildcard => Ipv4Addr::UNSPECIFIED,
+        }
+    }
+
+    /// The labels of the three sockets, in bind order.
+    pub const LABELS: [&'static str; 3] = ["A", "B", "C"];
+
     pub fn socket_flags(&self) -> [super::ReuseFlags; 3] {
         use super::ReuseFlags as F;
         match self.flags {
