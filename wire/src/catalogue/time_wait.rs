@@ -1,14 +1,28 @@
 //! Rebinding over a real TIME_WAIT made on loopback.
 //!
-//! `client`: the old socket binds 127.0.0.1:p (or [::1]:p), connects to a listener and closes
-//! first, so its own port sits in TIME_WAIT. `server`: the old socket listens on p, accepts a
-//! connection and closes it first, then closes the listener, so p sits in TIME_WAIT on the server
-//! side (the classic "restart the server" case). Then a new socket binds p.
+//! `client`: the old socket (with the old flags) binds 127.0.0.1:p (or [::1]:p), connects to a
+//! listener on a second fresh port of the same address and closes first, so its own address sits
+//! in TIME_WAIT. `server`: the old socket (with the old flags) binds 127.0.0.1:p and listens, accepts
+//! a connection from a client bound to a second fresh port, closes that connection first and then
+//! the listener, so p sits in TIME_WAIT on the server side (the classic "restart the server" case).
+//! Then a new socket with the new flags binds p on the same address or on the wildcard (0.0.0.0, or
+//! `::` with IPV6_V6ONLY off) and listens.
 //!
-//! Facts, one per repetition: `time_wait_seen` (Outcomes: `ok` when /proc/net/tcp{,6} showed the
-//! port in TIME_WAIT before the rebind, `absent` otherwise), `old_flags`/`new_flags` (setsockopt
-//! results), `new_bind` (Outcomes: the fact under test) and `new_listen` (Outcomes, after a
-//! successful bind).
+//! The family works in a network namespace of its own (one per guest worker), so that reading
+//! /proc/net/tcp stays cheap however many TIME_WAIT sockets other families left behind.
+//!
+//! Facts:
+//! - `private_netns` (Outcomes, one value per experiment): `ok`, or the failing call and errno
+//!   when the kernel could not give the family its own namespace (it then measures in the
+//!   guest's).
+//! - One value per repetition (three, each on fresh sockets and fresh ports):
+//!   `old_flags` (Outcomes: the old socket's setsockopt results, `ok`, `skipped` when nothing is
+//!   set, or the first errno), `old_setup` (Outcomes: `ok`, or the errno of the old socket's bind,
+//!   connect or listen), `time_wait_seen` (Outcomes: `ok` when /proc/net/tcp{,6} listed the old
+//!   address in state 06 before the rebind, `absent` when it never did within 500 ms, or the
+//!   errno of reading it), `new_flags` (Outcomes, as `old_flags`), `new_bind` (Outcomes: the fact
+//!   under test) and `new_listen` (Outcomes; `skipped` when the bind failed). When `old_setup` is
+//!   not `ok`, the four later facts are `skipped`.
 
 use serde::{Deserialize, Serialize};
 
