@@ -1,11 +1,235 @@
-//! Placeholder until the family is written: records a failure, never a fact.
+//! Lookup cost against group size: the median time of one send (UDP) or connect (TCP) to groups of
+//! 1, 16, 256 and 1024 SO_REUSEPORT sockets, all alive at once and measured in interleaved rounds.
+//! See the fact list in `wire::catalogue::cost`.
 
-use wire::catalogue::LookupCostCell;
+use std::time::{Duration, Instant};
 
+use socket2::{SockAddr, Socket};
+use wire::catalogue::{IpFamily, LookupCostCell, Transport, GROUP_SIZES};
+use wire::Fact;
+
+use super::group::{self, Group};
 use super::{Facts, Lab, Measured};
+use crate::net::{self, errno_name};
 
-pub fn run(_cell: &LookupCostCell, _lab: &Lab) -> Measured {
-    Facts::default().ended(wire::Status::Failed {
-        error: "family not implemented yet".into(),
-    })
+/// How long the datagrams or connections of one batch may take to arrive after it.
+const DRAIN_WAIT: Duration = Duration::from_millis(200);
+
+pub fn run(cell: &LookupCostCell, lab: &Lab) -> Measured {
+    let mut facts = Facts::default();
+    facts.set(
+        "fd_limit",
+        Fact::Count(raise_fd_limit(LookupCostCell::FD_LIMIT)),
+    );
+
+    let mut groups = Vec::new();
+    let mut sizes = Vec::new();
+    for &size in &GROUP_SIZES {
+        let (group, first_error) = build(cell.transport, lab.port(), size);
+        facts.outcome("bind", first_error);
+        if let Some(group) = group {
+            sizes.push(u64::from(size));
+            groups.push(group);
+        }
+    }
+    facts.set("sizes", Fact::Counts(sizes.clone()));
+
+    let measured = match cell.transport {
+        Transport::Udp => time_udp(cell, &groups),
+        Transport::Tcp => Ok(time_tcp(cell, &groups)),
+    };
+    let timings = match measured {
+        Ok(t) => t,
+        Err(error) => return facts.ended(wire::Status::Failed { error }),
+    };
+    facts.set(
+        "ns_per_flow",
+        Fact::Numbers(timings.iter().map(|t| median(&t.samples)).collect()),
+    );
+    facts.set(
+        "samples",
+        Fact::Counts(timings.iter().map(|t| t.samples.len() as u64).collect()),
+    );
+    facts.set(
+        "failed",
+        Fact::Counts(timings.iter().map(|t| t.failed).collect()),
+    );
+    if sizes.len() < 2 {
+        return facts.ended(wire::Status::Unsupported {
+            reason: format!("only groups of {sizes:?} could be built"),
+        });
+    }
+    facts.done()
+}
+
+/// A group of `size` on 127.0.0.1 and the first errno met while building it (`ok` when none).
+/// The group is returned when every member is bound (and listening), even if SO_REUSEPORT failed.
+fn build(transport: Transport, port: u16, size: u32) -> (Option<Group>, String) {
+    let mut group = Group::new(transport, IpFamily::V4, group::loopback(IpFamily::V4), port);
+    let mut first_error = None;
+    for _ in 0..size {
+        match group.join(|_| {}) {
+            Err(e) => return (None, errno_name(&e)),
+            Ok(joined) => {
+                let steps = [
+                    Some(&joined.reuseport),
+                    Some(&joined.bind),
+                    joined.listen.as_ref(),
+                ];
+                if first_error.is_none() {
+                    first_error = steps
+                        .into_iter()
+                        .flatten()
+                        .find(|s| *s != "ok" && *s != "skipped")
+                        .cloned();
+                }
+                if !joined.ok() {
+                    return (None, first_error.unwrap_or_else(|| "failed".into()));
+                }
+            }
+        }
+    }
+    (Some(group), first_error.unwrap_or_else(|| "ok".into()))
+}
+
+struct Timing {
+    samples: Vec<u64>,
+    failed: u64,
+}
+
+/// Group `k` of round `round`, rotating the starting group every round.
+fn visit_order(round: usize, groups: usize) -> impl Iterator<Item = usize> {
+    (0..groups).map(move |k| (round + k) % groups)
+}
+
+fn time_udp(cell: &LookupCostCell, groups: &[Group]) -> Result<Vec<Timing>, String> {
+    let lo = group::loopback(IpFamily::V4);
+    let mut clients = Vec::with_capacity(groups.len());
+    for g in groups {
+        let client = net::socket_for(Transport::Udp, &lo, false)
+            .map_err(|e| format!("socket for a client = {}", errno_name(&e)))?;
+        client
+            .connect(&SockAddr::from(g.target))
+            .map_err(|e| format!("connect({}) = {}", g.target, errno_name(&e)))?;
+        clients.push(client);
+    }
+    let mut timings: Vec<Timing> = groups
+        .iter()
+        .map(|_| Timing {
+            samples: Vec::new(),
+            failed: 0,
+        })
+        .collect();
+    for round in 0..cell.rounds() as usize {
+        for gi in visit_order(round, groups.len()) {
+            let timing = &mut timings[gi];
+            let mut sent = 0;
+            for _ in 0..cell.batch() {
+                let started = Instant::now();
+                let result = clients[gi].send(&[0]);
+                let took = started.elapsed();
+                match result {
+                    Ok(_) => {
+                        timing.samples.push(took.as_nanos() as u64);
+                        sent += 1;
+                    }
+                    Err(_) => timing.failed += 1,
+                }
+            }
+            timing.failed += sent - group::drain(&groups[gi], sent, DRAIN_WAIT);
+        }
+    }
+    Ok(timings)
+}
+
+fn time_tcp(cell: &LookupCostCell, groups: &[Group]) -> Vec<Timing> {
+    let lo = group::loopback(IpFamily::V4);
+    let mut timings: Vec<Timing> = groups
+        .iter()
+        .map(|_| Timing {
+            samples: Vec::new(),
+            failed: 0,
+        })
+        .collect();
+    for round in 0..cell.rounds() as usize {
+        for gi in visit_order(round, groups.len()) {
+            let timing = &mut timings[gi];
+            let target = SockAddr::from(groups[gi].target);
+            let mut clients: Vec<Socket> = Vec::with_capacity(cell.batch() as usize);
+            for _ in 0..cell.batch() {
+                match tcp_client(&lo) {
+                    Ok(c) => clients.push(c),
+                    Err(_) => timing.failed += 1,
+                }
+            }
+            let mut connected = 0;
+            for client in &clients {
+                let started = Instant::now();
+                let result = client.connect(&target);
+                let took = started.elapsed();
+                match result {
+                    Ok(()) => {
+                        timing.samples.push(took.as_nanos() as u64);
+                        connected += 1;
+                    }
+                    Err(_) => timing.failed += 1,
+                }
+            }
+            timing.failed += connected - group::drain(&groups[gi], connected, DRAIN_WAIT);
+            drop(clients);
+        }
+    }
+    timings
+}
+
+/// A blocking TCP client that resets on close and cannot block longer than a second in connect.
+fn tcp_client(lo: &std::net::IpAddr) -> std::io::Result<Socket> {
+    let client = net::socket_for(Transport::Tcp, lo, false)?;
+    client.set_linger(Some(Duration::ZERO))?;
+    client.set_write_timeout(Some(Duration::from_secs(1)))?;
+    Ok(client)
+}
+
+fn median(samples: &[u64]) -> f64 {
+    if samples.is_empty() {
+        return f64::NAN;
+    }
+    let mut sorted = samples.to_vec();
+    sorted.sort_unstable();
+    let mid = sorted.len() / 2;
+    if sorted.len() % 2 == 1 {
+        sorted[mid] as f64
+    } else {
+        (sorted[mid - 1] + sorted[mid]) as f64 / 2.0
+    }
+}
+
+/// Raises the soft RLIMIT_NOFILE to `want` (and the hard limit, when lower and allowed). Returns
+/// the soft limit in force afterwards.
+fn raise_fd_limit(want: u64) -> u64 {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit read and write one live rlimit.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) < 0 {
+            return 0;
+        }
+        if limit.rlim_cur < want {
+            let raised = libc::rlimit {
+                rlim_cur: want,
+                rlim_max: limit.rlim_max.max(want),
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) < 0 {
+                let capped = libc::rlimit {
+                    rlim_cur: limit.rlim_max,
+                    rlim_max: limit.rlim_max,
+                };
+                let _ = libc::setrlimit(libc::RLIMIT_NOFILE, &capped);
+            }
+            let _ = libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit);
+        }
+    }
+    limit.rlim_cur
 }

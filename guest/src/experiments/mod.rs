@@ -5,6 +5,7 @@ mod bind;
 mod connect;
 mod cost;
 mod distribution;
+mod group;
 mod lookup;
 mod multicast;
 mod options;

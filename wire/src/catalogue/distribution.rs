@@ -1,14 +1,68 @@
 //! SO_REUSEPORT load distribution, and steering a group with BPF or SO_INCOMING_CPU.
 //!
-//! Distribution facts: `bind` (Outcomes: per member, setsockopt+bind+listen), `counts` (Counts:
-//! flows received per member, in bind order), `flows` (Count: flows sent), `lost` (Count: flows
-//! nobody received), `repeat_flows` (Count: flows re-sent from the same 4-tuple), `repeat_same`
-//! (Count: of those, how many landed on the same member every time). Churn cells add
-//! `moved_after_close` and `moved_after_join` (Count: flows, among those not owned by the closed
-//! member, that changed member), `closed_flows_to_new` (Count) and `tracked_flows` (Count).
+//! Every flow comes from its own client socket bound to the loopback address of the group's family
+//! (127.0.0.1 or ::1) on a source port the kernel chose and the experiment never used before; a
+//! flow is a UDP datagram or a TCP connection to the group's port on that loopback address. The
+//! member a flow reached is found by polling the members and reading the source port from
+//! `recvfrom`/`accept`. TCP clients and accepted connections close with SO_LINGER 0 (no
+//! TIME_WAIT). Members are labelled `m0`, `m1`, ... in join order; IPv6 members are IPV6_V6ONLY.
 //!
-//! Steering facts: `attach` (Outcomes), `counts` (Counts per member), `expected` (Counts: what
-//! perfect steering would give), `steered` (Count: flows that landed where the steering said).
+//! Distribution facts (every cell):
+//! - `reuseport`, `bind` (Outcomes, one per member in join order: setsockopt(SO_REUSEPORT, 1) and
+//!   bind), `listen` (Outcomes per member, TCP only). Building stops at the first member that
+//!   cannot bind or listen (3.8: `ENOPROTOOPT` then `EADDRINUSE`); the status is then
+//!   `unsupported` and these are the only facts.
+//! - `flows` (Count: flows sent), `counts` (Counts: flows received per member, in join order),
+//!   `lost` (Count: flows nobody received), `send_failed` (Count: of the lost, those whose
+//!   sendto/connect failed at once).
+//!
+//! Spread cells (`churn: false`) add the repeat test: the first [`DistributionCell::REPEAT_FLOWS`]
+//! flows are sent again [`DistributionCell::REPEAT_ROUNDS`] more times from the same 4-tuple (UDP:
+//! the same client socket; TCP: a new client bound to the same source port with SO_REUSEADDR).
+//! - `repeat_flows` (Count), `repeat_same` (Count: of those, the flows that reached the same member
+//!   in the first sending and in every repetition; a lost repetition counts as different).
+//!
+//! Churn cells (`churn: true`) map every flow three times from the same 4-tuples: with the full
+//! group, after member [`DistributionCell::CLOSED_MEMBER`] is closed, and after a new member (the
+//! next label, `m4` for a group of 4) has joined. `counts`, `lost` and `send_failed` describe the
+//! first mapping; `flows` is the number of flows per mapping.
+//! - `map_initial`, `map_after_close`, `map_after_join` (Receivers: the member label per flow, in
+//!   sending order; `none` when lost), `join` (Outcomes: setsockopt, bind and, TCP, listen of the
+//!   new member; when it cannot join, `map_after_join` is missing and the status `unsupported`).
+//! - `tracked_flows` (Count: flows whose initial member was not the closed one),
+//!   `moved_after_close` (Count: of those, the flows received by another member than initially
+//!   after the close), `moved_after_join` (Count: of those, the flows received by another member
+//!   than initially after the join), `closed_flows_to_new` (Count: flows initially on the closed
+//!   member that reached the new member after the join).
+//!
+//! Steering, `cbpf` (a 4-member group on 127.0.0.1; the program is attached to `m0` after the
+//! group is built). The kernel runs a reuseport program with the packet's data pointer advanced
+//! past the transport header, so for UDP offset 0 is the first payload byte, while a TCP SYN has
+//! no payload at all; the TCP program therefore reads the source port relative to the network
+//! header (`SKF_NET_OFF + 20`) and names member `(sport >> 1) & 3` (bit 0 is skipped because
+//! kernels that prefer odd ports for bind(0) would leave it constant). The UDP program names member
+//! `payload[0]`, and flow `i` carries the byte `i % 4`.
+//! - `reuseport`, `bind`, `listen` as above.
+//! - `attach` (Outcomes: setsockopt(SO_ATTACH_REUSEPORT_CBPF) with the probe program, then with
+//!   the steering program; ends the experiment as `unsupported` when the first fails).
+//! - `probe_counts` (Counts per member for [`SteeringCell::PROBE_FLOWS`] flows under the probe
+//!   program `ld len; jeq #0 → ret #0; ret #1`: all on `m0` means the program saw an empty packet,
+//!   all on `m1` a non-empty one).
+//! - `flows` (Count), `counts` (Counts per member), `expected` (Counts: what perfect steering would
+//!   give), `steered` (Count: flows that reached the member the program named), `lost` (Count).
+//!
+//! Steering, `incoming-cpu` (a 2-member group on 127.0.0.1; `m0` sets SO_INCOMING_CPU 0 and `m1`
+//! sets 1, after SO_REUSEPORT and before bind). The sender pins itself to CPU 0, sends
+//! [`SteeringCell::FLOWS_PER_CPU`] flows, then pins itself to CPU 1 and sends as many again;
+//! loopback delivers in the sender's context, so each flow is looked up on the sender's CPU. Needs
+//! CPUs 0 and 1 in the guest's affinity mask, otherwise `unsupported` with no facts.
+//! - `reuseport`, `bind`, `listen` as above; `incoming_cpu` (Outcomes: the setsockopt per member;
+//!   a failure ends the experiment as `unsupported` after the group is built).
+//! - `affinity` (Outcomes: sched_setaffinity to CPU 0, then to CPU 1), `ran_on` (Counts: the CPU
+//!   getcpu() reported after each pinning).
+//! - `cpu0_counts`, `cpu1_counts` (Counts per member: flows sent from that CPU), `steered` (Count:
+//!   flows that reached the member whose SO_INCOMING_CPU is the sending CPU), `flows` (Count: both
+//!   CPUs together), `lost` (Count).
 
 use serde::{Deserialize, Serialize};
 
@@ -33,12 +87,28 @@ pub struct DistributionCell {
     pub churn: bool,
 }
 
-/// Flows sent per member: enough for the chi-square test to see a 2:1 imbalance.
+/// Flows sent per member, with at least [`MIN_FLOWS`] per cell. At alpha 0.001 the chi-square
+/// test against uniform then finds a 2:1 imbalance (half the members receiving twice as many flows
+/// as the other half) with power >= 0.93 for every group size (2: 0.98, 4: 0.94, 8: 0.99, 16: 1.0),
+/// and one member receiving a double share with power >= 0.83; a group where one member takes
+/// everything is found with certainty.
 pub const FLOWS_PER_MEMBER: u32 = 48;
 
+/// The fewest flows a distribution cell sends, so that groups of 2 and 4 get the same power.
+pub const MIN_FLOWS: u32 = 256;
+
 impl DistributionCell {
+    /// Flows re-sent from the same 4-tuple in spread cells.
+    pub const REPEAT_FLOWS: u32 = 16;
+    /// How many more times each of those is sent.
+    pub const REPEAT_ROUNDS: u32 = 3;
+    /// The member a churn cell closes (not the last, so that a kernel that fills the gap with the
+    /// last member shows it).
+    pub const CLOSED_MEMBER: u32 = 1;
+
+    /// Flows per cell: `members * FLOWS_PER_MEMBER`, at least `MIN_FLOWS`.
     pub fn flows(&self) -> u32 {
-        self.members * FLOWS_PER_MEMBER
+        (self.members * FLOWS_PER_MEMBER).max(MIN_FLOWS)
     }
 
     pub(super) fn id_suffix(&self) -> String {
@@ -122,6 +192,21 @@ pub struct SteeringCell {
 }
 
 impl SteeringCell {
+    /// Members of a steered group: 4 for `cbpf`, 2 for `incoming-cpu`.
+    pub fn members(&self) -> u32 {
+        match self.kind {
+            SteeringKind::Cbpf => 4,
+            SteeringKind::IncomingCpu => 2,
+        }
+    }
+
+    /// Flows sent under the probe program of a `cbpf` cell.
+    pub const PROBE_FLOWS: u32 = 16;
+    /// Flows per member under the steering program of a `cbpf` cell.
+    pub const FLOWS_PER_MEMBER: u32 = 32;
+    /// Flows sent from each CPU in an `incoming-cpu` cell.
+    pub const FLOWS_PER_CPU: u32 = 32;
+
     pub(super) fn id_suffix(&self) -> String {
         format!(
             "{}.{}",
