@@ -5,6 +5,7 @@
 //! should not have been chosen) for a caller-chosen grace after the last one seen. On loopback the
 //! kernel delivers inside the sending syscall, so the long wait is only ever spent when nothing
 //! arrives.
+//!
 //! Only syscalls every kernel since 3.8 has: poll, accept, recv, connect, sendto.
 
 use std::io;
