@@ -43,7 +43,10 @@ pub struct Classified {
 
 impl ExitKind {
     pub fn wrap(self, message: impl Into<String>) -> Classified {
-        Classified { kind: self, message: message.into() }
+        Classified {
+            kind: self,
+            message: message.into(),
+        }
     }
 }
 
@@ -53,7 +56,10 @@ fn exit_kind(error: &anyhow::Error) -> ExitKind {
             return c.kind;
         }
         if let Some(io) = cause.downcast_ref::<std::io::Error>() {
-            if matches!(io.raw_os_error(), Some(libc::ENOSPC | libc::EACCES | libc::EROFS | libc::EDQUOT)) {
+            if matches!(
+                io.raw_os_error(),
+                Some(libc::ENOSPC | libc::EACCES | libc::EROFS | libc::EDQUOT)
+            ) {
                 return ExitKind::Storage;
             }
         }

@@ -97,7 +97,8 @@ pub fn path_for(dir: &Path, kernel: &str) -> PathBuf {
 /// Writes `result` to `dir/<kernel>.json` atomically (temporary file in the same directory, then
 /// rename), so a reader or a concurrent run never sees half a file.
 pub fn store(dir: &Path, result: &KernelResult) -> Result<PathBuf> {
-    std::fs::create_dir_all(dir).with_context(|| format!("creating results directory {}", dir.display()))?;
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("creating results directory {}", dir.display()))?;
     let path = path_for(dir, &result.kernel);
     let json = serde_json::to_vec_pretty(result).expect("results serialize");
     write_atomically(&path, &json)?;
@@ -110,9 +111,13 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let mut tmp = tempfile::NamedTempFile::new_in(dir)
         .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
-    tmp.write_all(bytes).with_context(|| format!("writing {}", tmp.path().display()))?;
-    tmp.as_file().sync_all().with_context(|| format!("syncing {}", tmp.path().display()))?;
-    tmp.persist(path).with_context(|| format!("renaming into {}", path.display()))?;
+    tmp.write_all(bytes)
+        .with_context(|| format!("writing {}", tmp.path().display()))?;
+    tmp.as_file()
+        .sync_all()
+        .with_context(|| format!("syncing {}", tmp.path().display()))?;
+    tmp.persist(path)
+        .with_context(|| format!("renaming into {}", path.display()))?;
     Ok(())
 }
 
@@ -124,7 +129,8 @@ pub fn load(path: &Path) -> Result<KernelResult> {
 /// Loads every `*.json` result in `dir`, sorted by kernel id.
 pub fn load_dir(dir: &Path) -> Result<Vec<KernelResult>> {
     let mut results = Vec::new();
-    let entries = std::fs::read_dir(dir).with_context(|| format!("reading results directory {}", dir.display()))?;
+    let entries = std::fs::read_dir(dir)
+        .with_context(|| format!("reading results directory {}", dir.display()))?;
     for entry in entries {
         let path = entry?.path();
         if path.extension().is_some_and(|e| e == "json") {

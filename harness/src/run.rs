@@ -1,0 +1,294 @@
+//! `harness run`: the matrix, kernel by kernel. Data flows one way: a kernels.yaml row → an image
+//! → a guest run → a transcript → a [`KernelResult`] on disk, written as soon as that kernel is
+//! done. Boots run in parallel, bounded by cores and memory.
+//!
+//! Retries: a kernel that dies before the guest's first record (seen here: Debian's 6.12 under TCG
+//! oopses in roughly one boot of three) is booted again, up to `retries` more times, and every
+//! attempt is recorded. Once the guest has spoken, nothing is retried: a crash then is a result.
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
+
+use anyhow::Result;
+
+use crate::acquire::{self, Acquisition};
+use crate::matrix::KernelSpec;
+use crate::results::{self, Attempt, KernelResult, RunOutcome};
+use crate::transcript::{self, Transcript};
+use crate::vm::{self, Accel, Exit, GuestRun};
+
+/// Which accelerator to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccelChoice {
+    /// Probe KVM once (bounded), fall back to TCG.
+    Auto,
+    Force(Accel),
+}
+
+pub struct RunOptions {
+    pub selection: Vec<String>,
+    pub out: PathBuf,
+    pub jobs: usize,
+    pub accel: AccelChoice,
+    pub retries: u32,
+    pub resume: bool,
+    pub acquire: acquire::AcquireContext,
+}
+
+pub const DEFAULT_MEMORY_MIB: u32 = 512;
+pub const DEFAULT_CPUS: u32 = 2;
+pub const DEFAULT_TIMEOUT_S: u32 = 300;
+const KVM_PROBE_LIMIT: Duration = Duration::from_secs(15);
+
+/// Parallel boots: one per core, fewer when memory would not hold them.
+pub fn default_jobs() -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mem_mib = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find(|l| l.starts_with("MemAvailable:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
+        .map_or(u64::MAX, |kib| kib / 1024);
+    let by_memory = (mem_mib / (u64::from(DEFAULT_MEMORY_MIB) * 2)).max(1) as usize;
+    cores.min(by_memory).max(1)
+}
+
+/// Everything shared by the boots of one matrix run.
+struct Shared<'a> {
+    opts: &'a RunOptions,
+    guest: PathBuf,
+    initrd: PathBuf,
+    accel: Mutex<Option<Accel>>,
+    scratch: PathBuf,
+}
+
+pub fn run_matrix(kernels: &[&KernelSpec], opts: &RunOptions) -> Result<Vec<KernelResult>> {
+    let guest = crate::guest_binary::static_guest()?;
+    let initrd = crate::initramfs::for_guest(&guest, opts.acquire.cache.root())?;
+    let scratch = opts.out.join(".work");
+    let shared = Shared {
+        opts,
+        guest,
+        initrd,
+        accel: Mutex::new(None),
+        scratch,
+    };
+    if let AccelChoice::Force(a) = opts.accel {
+        *shared.accel.lock().unwrap() = Some(a);
+    }
+
+    let queue: Mutex<VecDeque<&KernelSpec>> = Mutex::new(kernels.iter().copied().collect());
+    let done: Mutex<Vec<KernelResult>> = Mutex::new(Vec::new());
+    let failures: Mutex<Vec<anyhow::Error>> = Mutex::new(Vec::new());
+    let jobs = opts.jobs.max(1).min(kernels.len().max(1));
+    eprintln!(
+        "harness: {} kernel(s), {jobs} at a time, results in {}",
+        kernels.len(),
+        opts.out.display()
+    );
+    std::thread::scope(|scope| {
+        for _ in 0..jobs {
+            scope.spawn(|| loop {
+                let Some(spec) = queue.lock().unwrap().pop_front() else {
+                    break;
+                };
+                match one_kernel(spec, &shared) {
+                    Ok(result) => done.lock().unwrap().push(result),
+                    Err(e) => failures
+                        .lock()
+                        .unwrap()
+                        .push(e.context(format!("kernel {}", spec.id))),
+                }
+            });
+        }
+    });
+    if let Some(e) = failures.into_inner().unwrap().into_iter().next() {
+        return Err(e);
+    }
+    let mut done = done.into_inner().unwrap();
+    done.sort_by(|a, b| a.kernel.cmp(&b.kernel));
+    Ok(done)
+}
+
+fn one_kernel(spec: &KernelSpec, shared: &Shared<'_>) -> Result<KernelResult> {
+    let opts = shared.opts;
+    if opts.resume {
+        if let Ok(previous) = results::load(&results::path_for(&opts.out, &spec.id)) {
+            if previous.run == RunOutcome::Complete {
+                eprintln!("{:<10} kept from the previous run (--resume)", spec.id);
+                return Ok(previous);
+            }
+        }
+    }
+    let mut result = KernelResult {
+        format: results::RESULT_FORMAT,
+        kernel: spec.id.clone(),
+        version: spec.version.clone(),
+        provenance: None,
+        run: RunOutcome::Unavailable {
+            reason: String::new(),
+        },
+        attempts: Vec::new(),
+        header: None,
+        records: Vec::new(),
+        finished_at: 0,
+    };
+    let acquired = acquire::acquire(spec, &opts.acquire)?;
+    let workdir = shared.scratch.join(&spec.id);
+    let timeout = Duration::from_secs(u64::from(spec.boot.timeout_s.unwrap_or(DEFAULT_TIMEOUT_S)));
+    match acquired {
+        Acquisition::Unavailable { reason } => {
+            result.run = RunOutcome::Unavailable { reason };
+        }
+        Acquisition::Host => {
+            let run = crate::namespace::run(&shared.guest, &opts.selection, timeout, &workdir)?;
+            judge(&mut result, "host", &run, timeout, true);
+        }
+        Acquisition::Image(image) => {
+            result.provenance = Some(image.provenance.clone());
+            let accel = pick_accel(shared, &image.path, &workdir)?;
+            let boot = vm::Boot {
+                kernel: image.path.clone(),
+                initrd: shared.initrd.clone(),
+                accel,
+                memory_mib: spec.boot.memory_mib.unwrap_or(DEFAULT_MEMORY_MIB),
+                cpus: spec.boot.cpus.unwrap_or(DEFAULT_CPUS),
+                extra_cmdline: spec.boot.cmdline.clone(),
+                selection: opts.selection.clone(),
+                timeout,
+                workdir: workdir.clone(),
+            };
+            for attempt in 0..=opts.retries {
+                eprintln!(
+                    "{:<10} boot {} ({}, attempt {})",
+                    spec.id,
+                    image.path.display(),
+                    accel.name(),
+                    attempt + 1
+                );
+                let run = vm::boot(&boot)?;
+                let last = attempt == opts.retries;
+                if judge(&mut result, accel.name(), &run, timeout, last) {
+                    break;
+                }
+            }
+        }
+    }
+    result.finished_at = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let path = results::store(&opts.out, &result)?;
+    eprintln!("{}", summary_line(&result, &path));
+    Ok(result)
+}
+
+/// Records one attempt in `result`. Returns false when the attempt died before the guest spoke
+/// and may be retried (unless `last`).
+fn judge(
+    result: &mut KernelResult,
+    accel: &str,
+    run: &GuestRun,
+    timeout: Duration,
+    last: bool,
+) -> bool {
+    let t: Transcript = transcript::parse(&run.channel);
+    let tail = transcript::tail(&run.console, 30);
+    let panic = transcript::panic_line(&run.console);
+    let outcome = match (&run.exit, &t.header, panic) {
+        (Exit::TimedOut, _, _) => RunOutcome::Timeout {
+            after_s: timeout.as_secs(),
+            console_tail: tail,
+        },
+        (_, None, Some(line)) | (_, Some(_), Some(line)) if t.trailer.is_none() => {
+            RunOutcome::Panic {
+                line,
+                console_tail: tail,
+            }
+        }
+        (_, None, _) => RunOutcome::EarlyCrash { console_tail: tail },
+        _ if t.is_complete() => RunOutcome::Complete,
+        _ => RunOutcome::Incomplete {
+            reason: t.problems.join("; "),
+        },
+    };
+    let guest_ms = t.trailer.as_ref().map(|tr| tr.elapsed_us / 1000);
+    result.attempts.push(Attempt {
+        accel: accel.into(),
+        wall_ms: run.wall.as_millis() as u64,
+        ended: outcome.label().into(),
+        guest_ms,
+    });
+    let retry = t.header.is_none() && !matches!(outcome, RunOutcome::Timeout { .. }) && !last;
+    if !retry || result.records.is_empty() {
+        result.header = t.header;
+        result.records = t.records;
+        result.run = outcome;
+    }
+    !retry
+}
+
+fn pick_accel(shared: &Shared<'_>, kernel: &Path, workdir: &Path) -> Result<Accel> {
+    let mut chosen = shared.accel.lock().unwrap();
+    if let Some(a) = *chosen {
+        return Ok(a);
+    }
+    eprintln!(
+        "harness: probing KVM (at most {} s)",
+        KVM_PROBE_LIMIT.as_secs()
+    );
+    let works = vm::kvm_works(
+        kernel,
+        &shared.initrd,
+        &workdir.join("kvm-probe"),
+        KVM_PROBE_LIMIT,
+    )?;
+    let accel = if works { Accel::Kvm } else { Accel::Tcg };
+    eprintln!(
+        "harness: KVM {}; using {}",
+        if works { "works" } else { "does not work here" },
+        accel.name()
+    );
+    *chosen = Some(accel);
+    Ok(accel)
+}
+
+pub fn summary_line(r: &KernelResult, path: &Path) -> String {
+    let release = r.release().unwrap_or("-");
+    let accel = r.attempts.last().map_or("-", |a| a.accel.as_str());
+    let wall: u64 = r.attempts.iter().map(|a| a.wall_ms).sum();
+    let mut by_status = std::collections::BTreeMap::<&str, usize>::new();
+    for rec in &r.records {
+        let key = match rec.status {
+            wire::Status::Completed => "completed",
+            wire::Status::Unsupported { .. } => "unsupported",
+            wire::Status::Crashed { .. } => "crashed",
+            wire::Status::TimedOut { .. } => "timed-out",
+            wire::Status::Failed { .. } => "failed",
+        };
+        *by_status.entry(key).or_default() += 1;
+    }
+    let statuses: Vec<String> = by_status.iter().map(|(k, v)| format!("{v} {k}")).collect();
+    let detail = match &r.run {
+        RunOutcome::Unavailable { reason } => format!(": {reason}"),
+        RunOutcome::Incomplete { reason } => format!(": {reason}"),
+        RunOutcome::Panic { line, .. } => format!(": {line}"),
+        _ => String::new(),
+    };
+    format!(
+        "{:<10} {:<24} {:<4} {}{} | {} records ({}) | {:.1} s, {} attempt(s) -> {}",
+        r.kernel,
+        release,
+        accel,
+        r.run.label(),
+        detail,
+        r.records.len(),
+        statuses.join(", "),
+        wall as f64 / 1000.0,
+        r.attempts.len(),
+        path.display()
+    )
+}
