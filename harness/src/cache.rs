@@ -80,11 +80,19 @@ pub enum FetchError {
     #[error("offline and not cached: {url}")]
     Offline { url: String },
     #[error("{host} unreachable: {error}")]
-    Unreachable { host: String, url: String, error: String },
+    Unreachable {
+        host: String,
+        url: String,
+        error: String,
+    },
     #[error("{url}: HTTP {status}")]
     Http { url: String, status: u16 },
     #[error("sha256 mismatch for {url}: expected {expected}, got {actual}")]
-    Mismatch { url: String, expected: String, actual: String },
+    Mismatch {
+        url: String,
+        expected: String,
+        actual: String,
+    },
     #[error(transparent)]
     Local(#[from] anyhow::Error),
 }
@@ -142,7 +150,8 @@ impl Cache {
     fn open_with(root: &Path, offline: bool, exclusive: bool) -> Result<Cache> {
         for dir in ["sha256", "index", "locks", "build", "logs"] {
             let path = root.join(dir);
-            fs::create_dir_all(&path).with_context(|| format!("creating cache directory {}", path.display()))?;
+            fs::create_dir_all(&path)
+                .with_context(|| format!("creating cache directory {}", path.display()))?;
         }
         let lock_path = root.join(".lock");
         let lock = File::options()
@@ -152,14 +161,33 @@ impl Cache {
             .open(&lock_path)
             .with_context(|| format!("opening {}", lock_path.display()))?;
         // fs2's methods by path: std's File grew inherent methods of the same names (Rust 1.89).
-        let try_lock = if exclusive { FileExt::try_lock_exclusive(&lock) } else { FileExt::try_lock_shared(&lock) };
+        let try_lock = if exclusive {
+            FileExt::try_lock_exclusive(&lock)
+        } else {
+            FileExt::try_lock_shared(&lock)
+        };
         if try_lock.is_err() {
-            let what = if exclusive { "every other harness run" } else { "`harness images prune`" };
-            eprintln!("cache: waiting for {what} to release {}", lock_path.display());
-            let locked = if exclusive { FileExt::lock_exclusive(&lock) } else { FileExt::lock_shared(&lock) };
+            let what = if exclusive {
+                "every other harness run"
+            } else {
+                "`harness images prune`"
+            };
+            eprintln!(
+                "cache: waiting for {what} to release {}",
+                lock_path.display()
+            );
+            let locked = if exclusive {
+                FileExt::lock_exclusive(&lock)
+            } else {
+                FileExt::lock_shared(&lock)
+            };
             locked.with_context(|| format!("locking {}", lock_path.display()))?;
         }
-        Ok(Cache { root: root.to_owned(), offline, _root_lock: lock })
+        Ok(Cache {
+            root: root.to_owned(),
+            offline,
+            _root_lock: lock,
+        })
     }
 
     pub fn root(&self) -> &Path {
@@ -179,19 +207,28 @@ impl Cache {
         tempfile::Builder::new()
             .prefix(prefix)
             .tempdir_in(self.root.join("build"))
-            .with_context(|| format!("creating a work directory in {}", self.root.join("build").display()))
+            .with_context(|| {
+                format!(
+                    "creating a work directory in {}",
+                    self.root.join("build").display()
+                )
+            })
     }
 
     /// Blocks until this process holds the lock of `key`.
     pub fn lock_key(&self, key: &str) -> Result<KeyLock> {
-        let path = self.root.join("locks").join(format!("{}.lock", &sha256_hex(key.as_bytes())[..24]));
+        let path = self
+            .root
+            .join("locks")
+            .join(format!("{}.lock", &sha256_hex(key.as_bytes())[..24]));
         let file = File::options()
             .create(true)
             .truncate(false)
             .write(true)
             .open(&path)
             .with_context(|| format!("opening {}", path.display()))?;
-        FileExt::lock_exclusive(&file).with_context(|| format!("locking {} ({key})", path.display()))?;
+        FileExt::lock_exclusive(&file)
+            .with_context(|| format!("locking {} ({key})", path.display()))?;
         Ok(KeyLock { _file: file })
     }
 
@@ -205,17 +242,27 @@ impl Cache {
             Err(error) => return Err(error).with_context(|| format!("reading {}", path.display())),
         };
         if actual != sha256 {
-            eprintln!("cache: {} is corrupt (content hashes to {actual}); deleted, fetching again", path.display());
-            fs::remove_file(&path).with_context(|| format!("deleting corrupt blob {}", path.display()))?;
+            eprintln!(
+                "cache: {} is corrupt (content hashes to {actual}); deleted, fetching again",
+                path.display()
+            );
+            fs::remove_file(&path)
+                .with_context(|| format!("deleting corrupt blob {}", path.display()))?;
             return Ok(None);
         }
-        Ok(Some(Blob { sha256: actual, path, size }))
+        Ok(Some(Blob {
+            sha256: actual,
+            path,
+            size,
+        }))
     }
 
     /// Copies a file into the store (hashing as it goes) and returns its blob.
     pub fn insert_file(&self, source: &Path) -> Result<Blob> {
-        let mut input = File::open(source).with_context(|| format!("opening {}", source.display()))?;
-        self.insert_reader(&mut input).with_context(|| format!("storing {} in the cache", source.display()))
+        let mut input =
+            File::open(source).with_context(|| format!("opening {}", source.display()))?;
+        self.insert_reader(&mut input)
+            .with_context(|| format!("storing {} in the cache", source.display()))
     }
 
     pub fn insert_bytes(&self, bytes: &[u8]) -> Result<Blob> {
@@ -252,26 +299,44 @@ impl Cache {
                 Err(error) => return Err(CopyError::Read(error)),
             };
             hasher.update(&buffer[..n]);
-            tmp.write_all(&buffer[..n]).with_context(|| format!("writing {}", tmp.path().display()))?;
+            tmp.write_all(&buffer[..n])
+                .with_context(|| format!("writing {}", tmp.path().display()))?;
             size += n as u64;
             if let Some(progress) = progress.as_deref_mut() {
                 progress.advance(n as u64);
             }
         }
-        tmp.as_file().sync_all().with_context(|| format!("syncing {}", tmp.path().display()))?;
+        tmp.as_file()
+            .sync_all()
+            .with_context(|| format!("syncing {}", tmp.path().display()))?;
         Ok((tmp, hex::encode(hasher.finalize()), size))
     }
 
     fn persist(&self, tmp: tempfile::NamedTempFile, sha256: &str, size: u64) -> Result<Blob> {
         let path = self.blob_path(sha256);
-        tmp.persist(&path).with_context(|| format!("renaming into {}", path.display()))?;
-        Ok(Blob { sha256: sha256.to_owned(), path, size })
+        // tempfile creates 0600; blobs are not secrets, and QEMU may run as another user.
+        use std::os::unix::fs::PermissionsExt;
+        tmp.as_file()
+            .set_permissions(fs::Permissions::from_mode(0o644))
+            .with_context(|| format!("chmod {}", tmp.path().display()))?;
+        tmp.persist(&path)
+            .with_context(|| format!("renaming into {}", path.display()))?;
+        Ok(Blob {
+            sha256: sha256.to_owned(),
+            path,
+            size,
+        })
     }
 
     /// The blob at `url`: from the cache when a valid copy is known (by `expected` hash, or by a
     /// previous download of the same URL), else downloaded, hashed and, when `expected` is given,
     /// refused unless it matches. `label` names the download in progress output.
-    pub fn download(&self, url: &str, label: &str, expected: Option<&str>) -> Result<Blob, FetchError> {
+    pub fn download(
+        &self,
+        url: &str,
+        label: &str,
+        expected: Option<&str>,
+    ) -> Result<Blob, FetchError> {
         let key = format!("url:{url}");
         let _lock = self.lock_key(&key)?;
         if let Some(expected) = expected {
@@ -284,7 +349,9 @@ impl Cache {
             }
         }
         if self.offline {
-            return Err(FetchError::Offline { url: url.to_owned() });
+            return Err(FetchError::Offline {
+                url: url.to_owned(),
+            });
         }
         let blob = self.fetch(url, label, expected)?;
         let mut meta = BTreeMap::new();
@@ -294,9 +361,16 @@ impl Cache {
     }
 
     /// Downloads `url` into the store regardless of what is cached (used for indexes with a TTL).
-    pub fn fetch(&self, url: &str, label: &str, expected: Option<&str>) -> Result<Blob, FetchError> {
+    pub fn fetch(
+        &self,
+        url: &str,
+        label: &str,
+        expected: Option<&str>,
+    ) -> Result<Blob, FetchError> {
         if self.offline {
-            return Err(FetchError::Offline { url: url.to_owned() });
+            return Err(FetchError::Offline {
+                url: url.to_owned(),
+            });
         }
         let host = host_of(url);
         let agent = ureq::AgentBuilder::new()
@@ -306,12 +380,23 @@ impl Cache {
             .build();
         let response = match agent.get(url).call() {
             Ok(response) => response,
-            Err(ureq::Error::Status(status, _)) => return Err(FetchError::Http { url: url.to_owned(), status }),
+            Err(ureq::Error::Status(status, _)) => {
+                return Err(FetchError::Http {
+                    url: url.to_owned(),
+                    status,
+                })
+            }
             Err(ureq::Error::Transport(error)) => {
-                return Err(FetchError::Unreachable { host, url: url.to_owned(), error: error.to_string() })
+                return Err(FetchError::Unreachable {
+                    host,
+                    url: url.to_owned(),
+                    error: error.to_string(),
+                })
             }
         };
-        let total = response.header("Content-Length").and_then(|v| v.parse::<u64>().ok());
+        let total = response
+            .header("Content-Length")
+            .and_then(|v| v.parse::<u64>().ok());
         let mut progress = Progress::start("download", label, total);
         let mut reader = response.into_reader();
         let (tmp, actual, size) = match self.write_temp(&mut reader, Some(&mut progress)) {
@@ -319,18 +404,28 @@ impl Cache {
             Err(CopyError::Read(error)) => {
                 // A read error mid-body is the network's fault, not ours.
                 progress.finish_failed();
-                return Err(FetchError::Unreachable { host, url: url.to_owned(), error: error.to_string() });
+                return Err(FetchError::Unreachable {
+                    host,
+                    url: url.to_owned(),
+                    error: error.to_string(),
+                });
             }
             Err(CopyError::Local(error)) => {
                 progress.finish_failed();
-                return Err(FetchError::Local(error.context(format!("downloading {url}"))));
+                return Err(FetchError::Local(
+                    error.context(format!("downloading {url}")),
+                ));
             }
         };
         if let Some(expected) = expected {
             if actual != expected {
                 progress.finish_failed();
                 // The temporary file is dropped, and with it the bad bytes.
-                return Err(FetchError::Mismatch { url: url.to_owned(), expected: expected.to_owned(), actual });
+                return Err(FetchError::Mismatch {
+                    url: url.to_owned(),
+                    expected: expected.to_owned(),
+                    actual,
+                });
             }
         }
         progress.finish(size);
@@ -338,7 +433,9 @@ impl Cache {
     }
 
     fn entry_path(&self, key: &str) -> PathBuf {
-        self.root.join("index").join(format!("{}.json", sha256_hex(key.as_bytes())))
+        self.root
+            .join("index")
+            .join(format!("{}.json", sha256_hex(key.as_bytes())))
     }
 
     /// The entry for `key`, marking it used now.
@@ -352,7 +449,10 @@ impl Cache {
         let entry: Entry = match serde_json::from_slice(&bytes) {
             Ok(entry) => entry,
             Err(error) => {
-                eprintln!("cache: {} is unreadable ({error}); ignoring it", path.display());
+                eprintln!(
+                    "cache: {} is unreadable ({error}); ignoring it",
+                    path.display()
+                );
                 return Ok(None);
             }
         };
@@ -369,8 +469,21 @@ impl Cache {
     }
 
     /// Records `key → blob` (atomically replacing any previous entry).
-    pub fn put_entry(&self, key: &str, blob: &Blob, inputs: Vec<String>, meta: BTreeMap<String, String>) -> Result<Entry> {
-        let entry = Entry { key: key.to_owned(), blob: blob.sha256.clone(), size: blob.size, created: now_secs(), inputs, meta };
+    pub fn put_entry(
+        &self,
+        key: &str,
+        blob: &Blob,
+        inputs: Vec<String>,
+        meta: BTreeMap<String, String>,
+    ) -> Result<Entry> {
+        let entry = Entry {
+            key: key.to_owned(),
+            blob: blob.sha256.clone(),
+            size: blob.size,
+            created: now_secs(),
+            inputs,
+            meta,
+        };
         let json = serde_json::to_vec_pretty(&entry).expect("entries serialize");
         crate::results::write_atomically(&self.entry_path(key), &json)?;
         Ok(entry)
@@ -392,10 +505,14 @@ impl Cache {
         for item in fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))? {
             let path = item?.path();
             if path.extension().is_some_and(|e| e == "json") {
-                let bytes = fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+                let bytes =
+                    fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
                 match serde_json::from_slice::<Entry>(&bytes) {
                     Ok(entry) => entries.push(entry),
-                    Err(error) => eprintln!("cache: {} is unreadable ({error}); ignoring it", path.display()),
+                    Err(error) => eprintln!(
+                        "cache: {} is unreadable ({error}); ignoring it",
+                        path.display()
+                    ),
                 }
             }
         }
@@ -407,9 +524,13 @@ impl Cache {
     pub fn blobs(&self) -> Result<Vec<BlobListing>> {
         let mut keys: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for entry in self.entries()? {
-            keys.entry(entry.blob.clone()).or_default().push(entry.key.clone());
+            keys.entry(entry.blob.clone())
+                .or_default()
+                .push(entry.key.clone());
             for input in &entry.inputs {
-                keys.entry(input.clone()).or_default().push(format!("{} (input)", entry.key));
+                keys.entry(input.clone())
+                    .or_default()
+                    .push(format!("{} (input)", entry.key));
             }
         }
         let dir = self.root.join("sha256");
@@ -421,7 +542,11 @@ impl Cache {
                 continue;
             }
             let size = item.metadata()?.len();
-            listing.push(BlobListing { keys: keys.remove(&name).unwrap_or_default(), sha256: name, size });
+            listing.push(BlobListing {
+                keys: keys.remove(&name).unwrap_or_default(),
+                sha256: name,
+                size,
+            });
         }
         listing.sort_by(|a, b| a.sha256.cmp(&b.sha256));
         Ok(listing)
@@ -432,11 +557,13 @@ impl Cache {
         let mut report = VerifyReport::default();
         for blob in self.blobs()? {
             let path = self.blob_path(&blob.sha256);
-            let (actual, _) = hash_file(&path).with_context(|| format!("reading {}", path.display()))?;
+            let (actual, _) =
+                hash_file(&path).with_context(|| format!("reading {}", path.display()))?;
             if actual == blob.sha256 {
                 report.good += 1;
             } else {
-                fs::remove_file(&path).with_context(|| format!("deleting corrupt blob {}", path.display()))?;
+                fs::remove_file(&path)
+                    .with_context(|| format!("deleting corrupt blob {}", path.display()))?;
                 report.corrupt.push((blob.sha256, actual));
             }
         }
@@ -451,7 +578,10 @@ impl Cache {
         let mut live_blobs = BTreeSet::new();
         let now = SystemTime::now();
         for entry in self.entries()? {
-            let needed = entry.key.strip_prefix("kernel:").is_some_and(|id| keep_kernels.contains(id));
+            let needed = entry
+                .key
+                .strip_prefix("kernel:")
+                .is_some_and(|id| keep_kernels.contains(id));
             let used = fs::metadata(self.entry_path(&entry.key))
                 .and_then(|m| m.modified())
                 .ok()
@@ -478,7 +608,8 @@ impl Cache {
             let item = item?;
             if item.file_name().to_string_lossy().starts_with(".incoming-") {
                 report.bytes_freed += item.metadata().map(|m| m.len()).unwrap_or(0);
-                fs::remove_file(item.path()).with_context(|| format!("deleting {}", item.path().display()))?;
+                fs::remove_file(item.path())
+                    .with_context(|| format!("deleting {}", item.path().display()))?;
             }
         }
         let build_dir = self.root.join("build");
@@ -503,7 +634,10 @@ pub fn hash_file(path: &Path) -> std::io::Result<(String, u64)> {
 }
 
 pub fn now_secs() -> u64 {
-    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 pub fn host_of(url: &str) -> String {
@@ -526,18 +660,26 @@ impl Progress {
         let bar = std::io::stderr().is_terminal().then(|| {
             let bar = match total {
                 Some(total) => indicatif::ProgressBar::new(total).with_style(
-                    indicatif::ProgressStyle::with_template("{prefix} {bar:30} {bytes}/{total_bytes} {bytes_per_sec}")
-                        .expect("valid template"),
+                    indicatif::ProgressStyle::with_template(
+                        "{prefix} {bar:30} {bytes}/{total_bytes} {bytes_per_sec}",
+                    )
+                    .expect("valid template"),
                 ),
                 None => indicatif::ProgressBar::new_spinner().with_style(
-                    indicatif::ProgressStyle::with_template("{prefix} {spinner} {bytes} {msg}").expect("valid template"),
+                    indicatif::ProgressStyle::with_template("{prefix} {spinner} {bytes} {msg}")
+                        .expect("valid template"),
                 ),
             };
             bar.set_prefix(format!("{verb} {label}"));
             bar.enable_steady_tick(Duration::from_millis(200));
             bar
         });
-        Progress { verb, label: label.to_owned(), started: Instant::now(), bar }
+        Progress {
+            verb,
+            label: label.to_owned(),
+            started: Instant::now(),
+            bar,
+        }
     }
 
     pub fn advance(&mut self, bytes: u64) {
@@ -561,14 +703,24 @@ impl Progress {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
         }
-        eprintln!("{} {}: {what} ({:.1} s)", self.verb, self.label, self.started.elapsed().as_secs_f64());
+        eprintln!(
+            "{} {}: {what} ({:.1} s)",
+            self.verb,
+            self.label,
+            self.started.elapsed().as_secs_f64()
+        );
     }
 
     pub fn finish_failed(self) {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
         }
-        eprintln!("{} {}: failed after {:.1} s", self.verb, self.label, self.started.elapsed().as_secs_f64());
+        eprintln!(
+            "{} {}: failed after {:.1} s",
+            self.verb,
+            self.label,
+            self.started.elapsed().as_secs_f64()
+        );
     }
 }
 
@@ -599,9 +751,14 @@ mod tests {
     #[test]
     fn offline_download_of_uncached_url_is_unavailable() {
         let (_dir, cache) = temp_cache();
-        let error = cache.download("http://deb.debian.org/debian/nothing", "x", None).unwrap_err();
+        let error = cache
+            .download("http://deb.debian.org/debian/nothing", "x", None)
+            .unwrap_err();
         assert!(matches!(error, FetchError::Offline { .. }));
-        assert_eq!(error.to_string(), "offline and not cached: http://deb.debian.org/debian/nothing");
+        assert_eq!(
+            error.to_string(),
+            "offline and not cached: http://deb.debian.org/debian/nothing"
+        );
     }
 
     #[test]
@@ -611,12 +768,26 @@ mod tests {
         let input = cache.insert_bytes(b"the deb it came from").unwrap();
         let stale = cache.insert_bytes(b"stale").unwrap();
         let orphan = cache.insert_bytes(b"orphan").unwrap();
-        cache.put_entry("kernel:current", &kept, vec![input.sha256.clone()], BTreeMap::new()).unwrap();
-        cache.put_entry("kernel:gone", &stale, Vec::new(), BTreeMap::new()).unwrap();
-        assert_eq!(cache.entry("kernel:current").unwrap().unwrap().blob, kept.sha256);
+        cache
+            .put_entry(
+                "kernel:current",
+                &kept,
+                vec![input.sha256.clone()],
+                BTreeMap::new(),
+            )
+            .unwrap();
+        cache
+            .put_entry("kernel:gone", &stale, Vec::new(), BTreeMap::new())
+            .unwrap();
+        assert_eq!(
+            cache.entry("kernel:current").unwrap().unwrap().blob,
+            kept.sha256
+        );
         let listing = cache.blobs().unwrap();
         assert_eq!(listing.len(), 4);
-        assert!(listing.iter().any(|b| b.sha256 == orphan.sha256 && b.keys.is_empty()));
+        assert!(listing
+            .iter()
+            .any(|b| b.sha256 == orphan.sha256 && b.keys.is_empty()));
         drop(cache);
 
         let cache = Cache::open_exclusive(dir.path()).unwrap();
@@ -624,7 +795,12 @@ mod tests {
         let report = cache.prune(&keep, Duration::ZERO).unwrap();
         assert_eq!(report.entries_removed, 1);
         assert_eq!(report.blobs_removed, 2);
-        let left: BTreeSet<String> = cache.blobs().unwrap().into_iter().map(|b| b.sha256).collect();
+        let left: BTreeSet<String> = cache
+            .blobs()
+            .unwrap()
+            .into_iter()
+            .map(|b| b.sha256)
+            .collect();
         assert_eq!(left, [kept.sha256, input.sha256].into());
     }
 
@@ -636,13 +812,22 @@ mod tests {
         fs::write(&bad.path, b"bad?").unwrap();
         let report = cache.verify_all().unwrap();
         assert_eq!(report.good, 1);
-        assert_eq!(report.corrupt, vec![(bad.sha256.clone(), sha256_hex(b"bad?"))]);
+        assert_eq!(
+            report.corrupt,
+            vec![(bad.sha256.clone(), sha256_hex(b"bad?"))]
+        );
         assert!(good.path.exists() && !bad.path.exists());
     }
 
     #[test]
     fn hosts_are_taken_from_urls() {
-        assert_eq!(host_of("https://cdn.kernel.org/pub/linux/x.tar.xz"), "cdn.kernel.org");
-        assert_eq!(host_of("http://user@deb.debian.org:80/debian"), "deb.debian.org:80");
+        assert_eq!(
+            host_of("https://cdn.kernel.org/pub/linux/x.tar.xz"),
+            "cdn.kernel.org"
+        );
+        assert_eq!(
+            host_of("http://user@deb.debian.org:80/debian"),
+            "deb.debian.org:80"
+        );
     }
 }

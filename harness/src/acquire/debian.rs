@@ -63,12 +63,26 @@ impl PackageIndex {
                     fields.insert(name, value.trim());
                 }
             }
-            let Some(package) = fields.get("Package") else { continue };
+            let Some(package) = fields.get("Package") else {
+                continue;
+            };
             let stanza = Stanza {
                 package: (*package).to_owned(),
-                version: fields.get("Version").copied().unwrap_or_default().to_owned(),
-                depends: fields.get("Depends").copied().unwrap_or_default().to_owned(),
-                filename: fields.get("Filename").copied().unwrap_or_default().to_owned(),
+                version: fields
+                    .get("Version")
+                    .copied()
+                    .unwrap_or_default()
+                    .to_owned(),
+                depends: fields
+                    .get("Depends")
+                    .copied()
+                    .unwrap_or_default()
+                    .to_owned(),
+                filename: fields
+                    .get("Filename")
+                    .copied()
+                    .unwrap_or_default()
+                    .to_owned(),
                 sha256: fields.get("SHA256").copied().unwrap_or_default().to_owned(),
                 size: fields.get("Size").and_then(|s| s.parse().ok()).unwrap_or(0),
             };
@@ -88,7 +102,9 @@ impl PackageIndex {
 
     /// Follows `package` to the package that carries the kernel image (see the module doc).
     pub fn resolve(&self, package: &str) -> Result<Resolution, String> {
-        let root = self.get(package).ok_or_else(|| format!("package {package} is not in the index"))?;
+        let root = self
+            .get(package)
+            .ok_or_else(|| format!("package {package} is not in the index"))?;
         let mut chain = vec![root.package.clone()];
         let mut queue = VecDeque::from([root]);
         let mut leaves = Vec::new();
@@ -123,9 +139,15 @@ impl PackageIndex {
             }
         };
         if carrier.filename.is_empty() || !crate::matrix::is_sha256_hex(&carrier.sha256) {
-            return Err(format!("{}: the index gives no Filename or SHA256", carrier.package));
+            return Err(format!(
+                "{}: the index gives no Filename or SHA256",
+                carrier.package
+            ));
         }
-        Ok(Resolution { chain, carrier: carrier.clone() })
+        Ok(Resolution {
+            chain,
+            carrier: carrier.clone(),
+        })
     }
 }
 
@@ -135,11 +157,17 @@ fn image_dependencies(depends: &str) -> Vec<String> {
     depends
         .split(',')
         .filter_map(|group| {
-            group.split('|').map(|alternative| {
-                let name = alternative.trim().split([' ', '(', '[']).next().unwrap_or("");
-                name.split(':').next().unwrap_or("").to_owned()
-            })
-            .find(|name| name.starts_with("linux-image-") || name.starts_with("linux-binary-"))
+            group
+                .split('|')
+                .map(|alternative| {
+                    let name = alternative
+                        .trim()
+                        .split([' ', '(', '['])
+                        .next()
+                        .unwrap_or("");
+                    name.split(':').next().unwrap_or("").to_owned()
+                })
+                .find(|name| name.starts_with("linux-image-") || name.starts_with("linux-binary-"))
         })
         .collect()
 }
@@ -148,7 +176,9 @@ fn image_dependencies(depends: &str) -> Vec<String> {
 pub fn compare_versions(a: &str, b: &str) -> std::cmp::Ordering {
     fn split(v: &str) -> (u64, &str, &str) {
         let (epoch, rest) = match v.split_once(':') {
-            Some((e, rest)) if e.bytes().all(|c| c.is_ascii_digit()) => (e.parse().unwrap_or(0), rest),
+            Some((e, rest)) if e.bytes().all(|c| c.is_ascii_digit()) => {
+                (e.parse().unwrap_or(0), rest)
+            }
             _ => (0, v),
         };
         match rest.rsplit_once('-') {
@@ -181,8 +211,12 @@ pub fn compare_versions(a: &str, b: &str) -> std::cmp::Ordering {
             }
             let da = a.iter().take_while(|c| c.is_ascii_digit()).count();
             let db = b.iter().take_while(|c| c.is_ascii_digit()).count();
-            let na = std::str::from_utf8(&a[..da]).unwrap().trim_start_matches('0');
-            let nb = std::str::from_utf8(&b[..db]).unwrap().trim_start_matches('0');
+            let na = std::str::from_utf8(&a[..da])
+                .unwrap()
+                .trim_start_matches('0');
+            let nb = std::str::from_utf8(&b[..db])
+                .unwrap()
+                .trim_start_matches('0');
             let by_number = na.len().cmp(&nb.len()).then_with(|| na.cmp(nb));
             if by_number.is_ne() {
                 return by_number;
@@ -194,7 +228,9 @@ pub fn compare_versions(a: &str, b: &str) -> std::cmp::Ordering {
     }
     let (ea, ua, ra) = split(a);
     let (eb, ub, rb) = split(b);
-    ea.cmp(&eb).then_with(|| part(ua.as_bytes(), ub.as_bytes())).then_with(|| part(ra.as_bytes(), rb.as_bytes()))
+    ea.cmp(&eb)
+        .then_with(|| part(ua.as_bytes(), ub.as_bytes()))
+        .then_with(|| part(ra.as_bytes(), rb.as_bytes()))
 }
 
 /// The suite's Packages index: cached within [`INDEX_TTL`], else fetched; a stale copy when the
@@ -208,7 +244,9 @@ pub fn package_index(
     let key = format!("debian-index:{url}");
     let _lock = cache.lock_key(&key)?;
     let cached = match cache.entry(&key)? {
-        Some(entry) => cache.valid_blob(&entry.blob)?.map(|blob| (blob, Cache::entry_age(&entry))),
+        Some(entry) => cache
+            .valid_blob(&entry.blob)?
+            .map(|blob| (blob, Cache::entry_age(&entry))),
         None => None,
     };
     let mut meta = BTreeMap::new();
@@ -229,7 +267,10 @@ pub fn package_index(
             Err(FetchError::Local(error)) => return Err(error),
             Err(world) => match cached {
                 Some((blob, age)) => {
-                    eprintln!("debian: {world}; using the cached {suite} index from {} s ago", age.as_secs());
+                    eprintln!(
+                        "debian: {world}; using the cached {suite} index from {} s ago",
+                        age.as_secs()
+                    );
                     meta.insert("index_age_s".to_owned(), age.as_secs().to_string());
                     meta.insert("index_stale".to_owned(), world.to_string());
                     blob
@@ -240,13 +281,19 @@ pub fn package_index(
     };
     meta.insert("index_sha256".to_owned(), blob.sha256.clone());
     let mut text = String::new();
-    let file = std::fs::File::open(&blob.path).with_context(|| format!("opening {}", blob.path.display()))?;
+    let file = std::fs::File::open(&blob.path)
+        .with_context(|| format!("opening {}", blob.path.display()))?;
     std::io::Read::read_to_string(&mut xz2::read::XzDecoder::new(file), &mut text)
         .with_context(|| format!("decompressing the {suite} index {}", blob.path.display()))?;
     Ok(Ok((PackageIndex::parse(&text), meta)))
 }
 
-pub(super) fn acquire(id: &str, suite: &str, package: &str, ctx: &AcquireContext) -> Result<Acquisition> {
+pub(super) fn acquire(
+    id: &str,
+    suite: &str,
+    package: &str,
+    ctx: &AcquireContext,
+) -> Result<Acquisition> {
     let cache = &ctx.cache;
     let (index, mut provenance) = match package_index(suite, &ctx.debian_mirror, cache)? {
         Ok(found) => found,
@@ -254,7 +301,11 @@ pub(super) fn acquire(id: &str, suite: &str, package: &str, ctx: &AcquireContext
     };
     let resolution = match index.resolve(package) {
         Ok(resolution) => resolution,
-        Err(reason) => return Ok(Acquisition::Unavailable { reason: format!("debian {suite}: {reason}") }),
+        Err(reason) => {
+            return Ok(Acquisition::Unavailable {
+                reason: format!("debian {suite}: {reason}"),
+            })
+        }
     };
     let carrier = &resolution.carrier;
     let deb_url = format!("{}/{}", ctx.debian_mirror, carrier.filename);
@@ -275,7 +326,10 @@ pub(super) fn acquire(id: &str, suite: &str, package: &str, ctx: &AcquireContext
         if let Some(blob) = cache.valid_blob(&entry.blob)? {
             provenance.extend(entry.meta.clone());
             provenance.insert("image_sha256".to_owned(), blob.sha256.clone());
-            return Ok(Acquisition::Image(KernelImage { path: blob.path, provenance }));
+            return Ok(Acquisition::Image(KernelImage {
+                path: blob.path,
+                provenance,
+            }));
         }
     }
     let deb = match cache.download(&deb_url, id, Some(&carrier.sha256)) {
@@ -284,19 +338,30 @@ pub(super) fn acquire(id: &str, suite: &str, package: &str, ctx: &AcquireContext
     };
     let (image, member, release) = match image_from_deb(&deb.path, cache)? {
         Ok(found) => found,
-        Err(reason) => return Ok(Acquisition::Unavailable { reason: format!("{} ({deb_url}): {reason}", carrier.package) }),
+        Err(reason) => {
+            return Ok(Acquisition::Unavailable {
+                reason: format!("{} ({deb_url}): {reason}", carrier.package),
+            })
+        }
     };
-    let meta = BTreeMap::from([("image_member".to_owned(), member), ("kernel_release".to_owned(), release)]);
+    let meta = BTreeMap::from([
+        ("image_member".to_owned(), member),
+        ("kernel_release".to_owned(), release),
+    ]);
     cache.put_entry(&image_key, &image, vec![deb.sha256.clone()], meta.clone())?;
     provenance.extend(meta);
     provenance.insert("image_sha256".to_owned(), image.sha256.clone());
-    Ok(Acquisition::Image(KernelImage { path: image.path, provenance }))
+    Ok(Acquisition::Image(KernelImage {
+        path: image.path,
+        provenance,
+    }))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::cmp::Ordering;
+    use std::path::Path;
 
     const SID_SHAPE: &str = "\
 Package: linux-image-cloud-amd64
@@ -325,7 +390,10 @@ SHA256: 3333333333333333333333333333333333333333333333333333333333333333
     fn follows_meta_package_to_linux_binary() {
         let index = PackageIndex::parse(SID_SHAPE);
         let resolution = index.resolve("linux-image-cloud-amd64").unwrap();
-        assert_eq!(resolution.carrier.package, "linux-binary-7.2.13+deb14-cloud-amd64");
+        assert_eq!(
+            resolution.carrier.package,
+            "linux-binary-7.2.13+deb14-cloud-amd64"
+        );
         assert_eq!(resolution.carrier.size, 13717736);
         assert_eq!(
             resolution.chain,
@@ -340,23 +408,190 @@ SHA256: 3333333333333333333333333333333333333333333333333333333333333333
     #[test]
     fn older_packaging_resolves_to_the_versioned_image() {
         let text = "Package: linux-image-cloud-amd64\nVersion: 6.1.176-1\nDepends: linux-image-6.1.0-50-cloud-amd64 (= 6.1.176-1)\nSHA256: 1111111111111111111111111111111111111111111111111111111111111111\nFilename: a.deb\n\nPackage: linux-image-6.1.0-50-cloud-amd64\nVersion: 6.1.176-1\nDepends: kmod, linux-base (>= 4.3~), initramfs-tools (>= 0.120+deb8u2) | linux-initramfs-tool\nFilename: b.deb\nSHA256: 2222222222222222222222222222222222222222222222222222222222222222\n";
-        let resolution = PackageIndex::parse(text).resolve("linux-image-cloud-amd64").unwrap();
-        assert_eq!(resolution.carrier.package, "linux-image-6.1.0-50-cloud-amd64");
+        let resolution = PackageIndex::parse(text)
+            .resolve("linux-image-cloud-amd64")
+            .unwrap();
+        assert_eq!(
+            resolution.carrier.package,
+            "linux-image-6.1.0-50-cloud-amd64"
+        );
         assert_eq!(resolution.carrier.filename, "b.deb");
     }
 
     #[test]
     fn missing_package_is_a_reason() {
-        let error = PackageIndex::parse(SID_SHAPE).resolve("linux-image-nope").unwrap_err();
+        let error = PackageIndex::parse(SID_SHAPE)
+            .resolve("linux-image-nope")
+            .unwrap_err();
         assert_eq!(error, "package linux-image-nope is not in the index");
     }
 
     #[test]
     fn debian_version_order() {
-        assert_eq!(compare_versions("6.12.95-1~bpo12+1", "6.12.95-1"), Ordering::Less);
+        assert_eq!(
+            compare_versions("6.12.95-1~bpo12+1", "6.12.95-1"),
+            Ordering::Less
+        );
         assert_eq!(compare_versions("7.2.13-1", "7.2.9-1"), Ordering::Greater);
         assert_eq!(compare_versions("1:1.0", "2.0"), Ordering::Greater);
         assert_eq!(compare_versions("1.0a", "1.0"), Ordering::Greater);
         assert_eq!(compare_versions("1.0-1", "1.0-1"), Ordering::Equal);
+    }
+
+    // The tests below talk to Debian's archive (deb.debian.org) for real; what they fetch stays
+    // in the shared cache images/cache, so a second run downloads nothing.
+
+    fn shared_context() -> AcquireContext {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .expect("workspace root")
+            .to_owned();
+        AcquireContext::new(&root, false).unwrap()
+    }
+
+    #[test]
+    fn current_sid_meta_package_resolves_through_the_real_archive() {
+        let ctx = shared_context();
+        let (index, meta) = package_index("sid", DEFAULT_MIRROR, &ctx.cache)
+            .unwrap()
+            .unwrap();
+        let resolution = index.resolve("linux-image-cloud-amd64").unwrap();
+        // sid's packaging since 7.x: meta → linux-image-<release> → linux-binary-<release>.
+        let carrier = &resolution.carrier;
+        assert!(
+            carrier.package.starts_with("linux-binary-"),
+            "{resolution:?}"
+        );
+        let release = carrier.package.trim_start_matches("linux-binary-");
+        assert!(
+            resolution.chain.contains(&format!("linux-image-{release}")),
+            "{resolution:?}"
+        );
+        assert!(carrier.filename.starts_with("pool/main/"), "{carrier:?}");
+        assert!(meta["index_url"].ends_with("/dists/sid/main/binary-amd64/Packages.xz"));
+    }
+
+    #[test]
+    fn bookworm_6_1_downloads_verifies_and_extracts() {
+        let ctx = shared_context();
+        let started = std::time::Instant::now();
+        let Acquisition::Image(image) =
+            acquire("deb-6.1", "bookworm", "linux-image-cloud-amd64", &ctx).unwrap()
+        else {
+            panic!("bookworm's 6.1 kernel is unavailable")
+        };
+        eprintln!(
+            "deb-6.1 acquired in {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
+        let p = &image.provenance;
+        assert!(
+            p["resolved_package"].starts_with("linux-image-6.1."),
+            "{p:?}"
+        );
+        assert!(p["kernel_release"].starts_with("6.1."), "{p:?}");
+        assert!(p["image_member"].starts_with("boot/vmlinuz-6.1."), "{p:?}");
+        assert_eq!(
+            crate::cache::hash_file(&image.path).unwrap().0,
+            p["image_sha256"]
+        );
+        let deb = ctx.cache.blob_path(&p["deb_sha256"]);
+        assert_eq!(
+            crate::cache::hash_file(&deb).unwrap().0,
+            p["deb_sha256"],
+            "the .deb matches the index's SHA256"
+        );
+        assert!(super::super::is_bzimage(&image.path).unwrap());
+    }
+
+    /// A private cache holding copies of what the shared cache has for `keys`, so corrupting it
+    /// cannot disturb other tests using the shared images.
+    fn private_copy(shared: &Cache, keys: &[String]) -> (tempfile::TempDir, Cache) {
+        let dir = tempfile::tempdir_in(shared.root().join("build")).unwrap();
+        let private = Cache::open(dir.path(), false).unwrap();
+        for key in keys {
+            let entry = shared
+                .entry(key)
+                .unwrap()
+                .unwrap_or_else(|| panic!("shared cache lacks {key}"));
+            let blob = private.insert_file(&shared.blob_path(&entry.blob)).unwrap();
+            private
+                .put_entry(key, &blob, entry.inputs.clone(), entry.meta.clone())
+                .unwrap();
+        }
+        (dir, private)
+    }
+
+    fn flip_a_byte(path: &Path) {
+        let mut bytes = std::fs::read(path).unwrap();
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 0x20;
+        std::fs::write(path, bytes).unwrap();
+    }
+
+    #[test]
+    fn a_flipped_byte_in_a_cached_blob_is_detected_and_fetched_again() {
+        let shared = shared_context();
+        let Acquisition::Image(image) =
+            acquire("deb-6.1", "bookworm", "linux-image-cloud-amd64", &shared).unwrap()
+        else {
+            panic!("bookworm's 6.1 kernel is unavailable")
+        };
+        let p = &image.provenance;
+        let index_key = format!("debian-index:{}", p["index_url"]);
+        let deb_key = format!("url:{}", p["deb_url"]);
+        let image_key = format!("deb-image:{}", p["deb_sha256"]);
+        let (_dir, private) = private_copy(&shared.cache, &[index_key, deb_key, image_key]);
+        let ctx = AcquireContext {
+            cache: private,
+            ..shared_context()
+        };
+
+        // The extracted image: corrupted, detected, extracted again from the cached .deb.
+        flip_a_byte(&ctx.cache.blob_path(&p["image_sha256"]));
+        let Acquisition::Image(again) =
+            acquire("deb-6.1", "bookworm", "linux-image-cloud-amd64", &ctx).unwrap()
+        else {
+            panic!("re-extraction failed")
+        };
+        assert_eq!(again.provenance["image_sha256"], p["image_sha256"]);
+        assert_eq!(
+            crate::cache::hash_file(&again.path).unwrap().0,
+            p["image_sha256"]
+        );
+
+        // The downloaded .deb: corrupted, detected, downloaded again from the archive.
+        let deb = ctx.cache.blob_path(&p["deb_sha256"]);
+        flip_a_byte(&deb);
+        let before = std::fs::metadata(&deb).unwrap().modified().unwrap();
+        let blob = ctx
+            .cache
+            .download(&p["deb_url"], "deb-6.1", Some(&p["deb_sha256"]))
+            .unwrap();
+        assert_eq!(blob.sha256, p["deb_sha256"]);
+        assert_eq!(
+            crate::cache::hash_file(&blob.path).unwrap().0,
+            p["deb_sha256"]
+        );
+        assert_ne!(
+            std::fs::metadata(&blob.path).unwrap().modified().unwrap(),
+            before,
+            "fetched anew"
+        );
+    }
+
+    #[test]
+    fn offline_with_nothing_cached_is_unavailable_with_the_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = AcquireContext {
+            cache: Cache::open(dir.path(), true).unwrap(),
+            ..shared_context()
+        };
+        let Acquisition::Unavailable { reason } =
+            acquire("deb-6.1", "bookworm", "linux-image-cloud-amd64", &ctx).unwrap()
+        else {
+            panic!("acquired offline from an empty cache")
+        };
+        assert_eq!(reason, format!("offline and not cached: {DEFAULT_MIRROR}/dists/bookworm/main/binary-amd64/Packages.xz"));
     }
 }

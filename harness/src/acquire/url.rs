@@ -30,13 +30,21 @@ const LOCK_FORMAT: u32 = 1;
 fn read_lock(path: &Path) -> Result<LockFile> {
     match std::fs::read(path) {
         Ok(bytes) => {
-            let lock: LockFile = serde_json::from_slice(&bytes).with_context(|| format!("parsing {}", path.display()))?;
+            let lock: LockFile = serde_json::from_slice(&bytes)
+                .with_context(|| format!("parsing {}", path.display()))?;
             if lock.format != LOCK_FORMAT {
-                bail!("{}: format {} is not the {LOCK_FORMAT} this harness writes", path.display(), lock.format);
+                bail!(
+                    "{}: format {} is not the {LOCK_FORMAT} this harness writes",
+                    path.display(),
+                    lock.format
+                );
             }
             Ok(lock)
         }
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(LockFile { format: LOCK_FORMAT, ..Default::default() }),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(LockFile {
+            format: LOCK_FORMAT,
+            ..Default::default()
+        }),
         Err(error) => Err(error).with_context(|| format!("reading {}", path.display())),
     }
 }
@@ -91,7 +99,13 @@ pub(super) fn pinned_download(
     Ok(Ok((blob, pinned_in)))
 }
 
-pub(super) fn acquire(id: &str, url: &str, pinned: Option<&str>, kind: UrlKind, ctx: &AcquireContext) -> Result<Acquisition> {
+pub(super) fn acquire(
+    id: &str,
+    url: &str,
+    pinned: Option<&str>,
+    kind: UrlKind,
+    ctx: &AcquireContext,
+) -> Result<Acquisition> {
     let (blob, pinned_in) = match pinned_download(id, url, pinned, ctx)? {
         Ok(found) => found,
         Err(unavailable) => return Ok(unavailable),
@@ -103,11 +117,18 @@ pub(super) fn acquire(id: &str, url: &str, pinned: Option<&str>, kind: UrlKind, 
     ]);
     match kind {
         UrlKind::Bzimage => {
-            if !is_bzimage(&blob.path).with_context(|| format!("reading {}", blob.path.display()))? {
-                return Ok(Acquisition::Unavailable { reason: format!("{url} is not an x86 kernel image (no HdrS boot header)") });
+            if !is_bzimage(&blob.path)
+                .with_context(|| format!("reading {}", blob.path.display()))?
+            {
+                return Ok(Acquisition::Unavailable {
+                    reason: format!("{url} is not an x86 kernel image (no HdrS boot header)"),
+                });
             }
             provenance.insert("image_sha256".to_owned(), blob.sha256.clone());
-            Ok(Acquisition::Image(KernelImage { path: blob.path, provenance }))
+            Ok(Acquisition::Image(KernelImage {
+                path: blob.path,
+                provenance,
+            }))
         }
         UrlKind::Deb => {
             provenance.insert("deb_sha256".to_owned(), blob.sha256.clone());
@@ -117,18 +138,32 @@ pub(super) fn acquire(id: &str, url: &str, pinned: Option<&str>, kind: UrlKind, 
                 if let Some(image) = ctx.cache.valid_blob(&entry.blob)? {
                     provenance.extend(entry.meta);
                     provenance.insert("image_sha256".to_owned(), image.sha256.clone());
-                    return Ok(Acquisition::Image(KernelImage { path: image.path, provenance }));
+                    return Ok(Acquisition::Image(KernelImage {
+                        path: image.path,
+                        provenance,
+                    }));
                 }
             }
             let (image, member, release) = match image_from_deb(&blob.path, &ctx.cache)? {
                 Ok(found) => found,
-                Err(reason) => return Ok(Acquisition::Unavailable { reason: format!("{url}: {reason}") }),
+                Err(reason) => {
+                    return Ok(Acquisition::Unavailable {
+                        reason: format!("{url}: {reason}"),
+                    })
+                }
             };
-            let meta = BTreeMap::from([("image_member".to_owned(), member), ("kernel_release".to_owned(), release)]);
-            ctx.cache.put_entry(&key, &image, vec![blob.sha256.clone()], meta.clone())?;
+            let meta = BTreeMap::from([
+                ("image_member".to_owned(), member),
+                ("kernel_release".to_owned(), release),
+            ]);
+            ctx.cache
+                .put_entry(&key, &image, vec![blob.sha256.clone()], meta.clone())?;
             provenance.extend(meta);
             provenance.insert("image_sha256".to_owned(), image.sha256.clone());
-            Ok(Acquisition::Image(KernelImage { path: image.path, provenance }))
+            Ok(Acquisition::Image(KernelImage {
+                path: image.path,
+                provenance,
+            }))
         }
     }
 }
@@ -145,8 +180,96 @@ mod tests {
         assert_eq!(locked_sha256(&lock, "http://a/k").unwrap(), None);
         record_sha256(&lock, &cache, "http://b/k", &"b".repeat(64)).unwrap();
         record_sha256(&lock, &cache, "http://a/k", &"a".repeat(64)).unwrap();
-        assert_eq!(locked_sha256(&lock, "http://a/k").unwrap(), Some("a".repeat(64)));
+        assert_eq!(
+            locked_sha256(&lock, "http://a/k").unwrap(),
+            Some("a".repeat(64))
+        );
         let text = std::fs::read_to_string(&lock).unwrap();
-        assert!(text.find("http://a/k").unwrap() < text.find("http://b/k").unwrap(), "sorted by URL: {text}");
+        assert!(
+            text.find("http://a/k").unwrap() < text.find("http://b/k").unwrap(),
+            "sorted by URL: {text}"
+        );
+    }
+
+    fn context_in(repo_root: &Path, cache_root: &Path) -> AcquireContext {
+        AcquireContext {
+            repo_root: repo_root.to_owned(),
+            cache: Cache::open(cache_root, false).unwrap(),
+            jobs: 1,
+            debian_mirror: crate::acquire::debian::DEFAULT_MIRROR.to_owned(),
+        }
+    }
+
+    /// A small real .deb (sid's linux-base-cloud-amd64, about a kilobyte) and its index SHA256.
+    fn small_real_deb() -> (String, String) {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .unwrap()
+            .to_owned();
+        let shared = AcquireContext::new(&root, false).unwrap();
+        let (index, _) =
+            crate::acquire::debian::package_index("sid", &shared.debian_mirror, &shared.cache)
+                .unwrap()
+                .unwrap();
+        let stanza = index
+            .get("linux-base-cloud-amd64")
+            .expect("sid has linux-base-cloud-amd64");
+        (
+            format!("{}/{}", shared.debian_mirror, stanza.filename),
+            stanza.sha256.clone(),
+        )
+    }
+
+    #[test]
+    fn a_download_not_matching_its_pinned_sha256_is_refused() {
+        let (url, real_sha256) = small_real_deb();
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = context_in(dir.path(), &dir.path().join("cache"));
+        let wrong = "0".repeat(64);
+        let Acquisition::Unavailable { reason } =
+            acquire("x", &url, Some(&wrong), UrlKind::Deb, &ctx).unwrap()
+        else {
+            panic!("a mismatching download was accepted")
+        };
+        assert_eq!(
+            reason,
+            format!("sha256 mismatch for {url}: expected {wrong} (pinned in kernels.yaml), got {real_sha256}; refusing it")
+        );
+        assert!(
+            ctx.cache.blobs().unwrap().is_empty(),
+            "nothing of the refused download is stored"
+        );
+    }
+
+    #[test]
+    fn first_download_is_pinned_in_kernels_lock_and_a_later_mismatch_refused() {
+        let (url, real_sha256) = small_real_deb();
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = context_in(dir.path(), &dir.path().join("cache"));
+        // This package holds no kernel, so the row is unavailable, but the pin is recorded.
+        let Acquisition::Unavailable { reason } =
+            acquire("x", &url, None, UrlKind::Deb, &ctx).unwrap()
+        else {
+            panic!("a package without a kernel gave an image")
+        };
+        assert!(reason.contains("holds no kernel image"), "{reason}");
+        assert_eq!(
+            locked_sha256(&ctx.lock_file(), &url).unwrap(),
+            Some(real_sha256.clone())
+        );
+
+        // Someone (or something) changed what the lock says: the next download is refused.
+        let wrong = "f".repeat(64);
+        record_sha256(&ctx.lock_file(), &ctx.cache, &url, &wrong).unwrap();
+        let fresh = context_in(dir.path(), &dir.path().join("cache2"));
+        let Acquisition::Unavailable { reason } =
+            acquire("x", &url, None, UrlKind::Deb, &fresh).unwrap()
+        else {
+            panic!("a mismatching download was accepted")
+        };
+        assert_eq!(
+            reason,
+            format!("sha256 mismatch for {url}: expected {wrong} (pinned in kernels.lock), got {real_sha256}; refusing it")
+        );
     }
 }
