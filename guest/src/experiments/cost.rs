@@ -151,16 +151,31 @@ fn time_tcp(cell: &LookupCostCell, groups: &[Group]) -> Vec<Timing> {
             failed: 0,
         })
         .collect();
+    // Per group, the source ports its first batch got; later batches bind them again, so every
+    // round sends the same 4-tuples and reaches the same few members.
+    let mut sources: Vec<Vec<u16>> = vec![Vec::new(); groups.len()];
     for round in 0..cell.rounds() as usize {
         for gi in visit_order(round, groups.len()) {
             let timing = &mut timings[gi];
             let target = SockAddr::from(groups[gi].target);
-            let mut clients: Vec<Socket> = Vec::with_capacity(cell.batch() as usize);
-            for _ in 0..cell.batch() {
-                match tcp_client(&lo) {
+            let ports: Vec<u16> = if sources[gi].is_empty() {
+                vec![0; cell.batch() as usize]
+            } else {
+                sources[gi].clone()
+            };
+            let mut clients: Vec<Socket> = Vec::with_capacity(ports.len());
+            for port in ports {
+                match tcp_client(&lo, port) {
                     Ok(c) => clients.push(c),
                     Err(_) => timing.failed += 1,
                 }
+            }
+            if sources[gi].is_empty() {
+                sources[gi] = clients
+                    .iter()
+                    .filter_map(|c| c.local_addr().ok()?.as_socket())
+                    .map(|a| a.port())
+                    .collect();
             }
             let mut connected = 0;
             for client in &clients {
@@ -182,11 +197,14 @@ fn time_tcp(cell: &LookupCostCell, groups: &[Group]) -> Vec<Timing> {
     timings
 }
 
-/// A blocking TCP client that resets on close and cannot block longer than a second in connect.
-fn tcp_client(lo: &std::net::IpAddr) -> std::io::Result<Socket> {
+/// A blocking TCP client on 127.0.0.1:`port` (SO_REUSEADDR, so a port of an earlier, reset
+/// connection binds again) that resets on close and cannot block longer than a second in connect.
+fn tcp_client(lo: &std::net::IpAddr, port: u16) -> std::io::Result<Socket> {
     let client = net::socket_for(Transport::Tcp, lo, false)?;
     client.set_linger(Some(Duration::ZERO))?;
     client.set_write_timeout(Some(Duration::from_secs(1)))?;
+    client.set_reuse_address(true)?;
+    net::bind(&client, *lo, port)?;
     Ok(client)
 }
 

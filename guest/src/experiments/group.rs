@@ -161,7 +161,7 @@ impl Group {
     /// is kept (as a member) only when it joined. `Err` only when socket() itself failed.
     pub fn join(&mut self, before_bind: impl FnOnce(&Socket)) -> io::Result<Joined> {
         let ip = self.bound.ip();
-        let sock = net::socket_for(self.transport, &ip, ip.is_ipv6())?;
+        let sock = nonblocking_socket(self.transport, &ip)?;
         let one: libc::c_int = 1;
         let reuseport = outcome(&net::setsockopt_raw(
             sock.as_raw_fd(),
@@ -181,7 +181,6 @@ impl Group {
             listen,
         };
         if joined.ok() {
-            sock.set_nonblocking(true)?;
             self.members.push(Some(sock));
         }
         Ok(joined)
@@ -283,16 +282,28 @@ impl Sources {
     }
 
     fn socket(&self) -> Result<Socket, Stop> {
-        let sock = net::socket_for(self.transport, &self.ip, self.ip.is_ipv6())
+        let sock = nonblocking_socket(self.transport, &self.ip)
             .map_err(|e| Stop::Failed(format!("socket for a client = {}", errno_name(&e))))?;
         if self.transport == Transport::Tcp {
             sock.set_linger(Some(Duration::ZERO))
                 .map_err(|e| Stop::Failed(format!("SO_LINGER 0 = {}", errno_name(&e))))?;
-            sock.set_nonblocking(true)
-                .map_err(|e| Stop::Failed(format!("O_NONBLOCK = {}", errno_name(&e))))?;
         }
         Ok(sock)
     }
+}
+
+/// A socket of `ip`'s family created with SOCK_NONBLOCK (Linux 2.6.27), IPV6_V6ONLY on for IPv6:
+/// members and clients never block, and creating them costs one system call less.
+fn nonblocking_socket(transport: Transport, ip: &IpAddr) -> io::Result<Socket> {
+    let sock = Socket::new(
+        net::domain_of(ip),
+        net::sock_type(transport).nonblocking(),
+        None,
+    )?;
+    if ip.is_ipv6() {
+        sock.set_only_v6(true)?;
+    }
+    Ok(sock)
 }
 
 fn local_port(sock: &Socket) -> Result<u16, Stop> {
