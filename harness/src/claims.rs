@@ -250,7 +250,7 @@ pub enum OtherOs {
 pub enum Scope {
     /// Every system, Linux included (`scope: any`).
     Any,
-    /// Linux kernels in a version range (`scope: !linux ">=3.9"`).
+    /// Linux kernels in a version range (`scope: {linux: ">=3.9"}`).
     Linux(VersionRange),
     /// Another system (`scope: {os: bsd}`): on Linux the claim is out of scope, but still judged.
     Os(OtherOs),
@@ -289,14 +289,12 @@ impl fmt::Display for Scope {
 pub enum Expect {
     /// Every repetition of an Outcomes fact is this (`ok` or an errno name).
     Outcome(String),
-    /// Each repetition of an Outcomes fact that records one value per socket is this sequence.
-    OutcomeSequence(Vec<String>),
+    /// Every repetition of an Outcomes fact is an errno, whichever (`expect: fails`).
+    Fails,
     /// Every repetition of a Receivers fact names this socket.
     Receiver(String),
     /// Every repetition of a Receivers fact names one of these sockets (a reuseport group).
     ReceiverIn(Vec<String>),
-    /// Multicast: in every repetition exactly these sockets received the datagram.
-    ReceivedByAll(Vec<String>),
     /// A Counts fact passes Pearson's chi-square test of uniformity at family-wise level `alpha`
     /// (Bonferroni-corrected over the claim's experiments).
     Uniform { alpha: f64 },
@@ -313,10 +311,9 @@ impl fmt::Display for Expect {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Expect::Outcome(o) => write!(f, "{o}"),
-            Expect::OutcomeSequence(s) => write!(f, "[{}] per repetition", s.join(", ")),
+            Expect::Fails => f.write_str("an error"),
             Expect::Receiver(r) => write!(f, "received by {r}"),
             Expect::ReceiverIn(s) => write!(f, "received by one of {}", s.join("/")),
-            Expect::ReceivedByAll(s) => write!(f, "received by all of {}", s.join(", ")),
             Expect::Uniform { alpha } => write!(f, "uniform (chi-square, alpha {alpha})"),
             Expect::Sticky(true) => f.write_str("a 4-tuple always reaches the same member"),
             Expect::Sticky(false) => f.write_str("a 4-tuple does not always reach the same member"),
@@ -568,47 +565,49 @@ pub enum FactKind {
     Numbers,
 }
 
-/// The facts each family records, as its module documentation in `wire` lists them.
+/// The facts each family records, as its module documentation in `wire` lists them. A name
+/// ending in `.*` stands for one fact per socket label (`bind.A`, `bind.B`).
 pub fn fact_kind(experiment: &Experiment, fact: &str) -> Result<FactKind, String> {
     use FactKind::*;
-    let table: &[(&str, FactKind)] = match experiment {
-        Experiment::Options(_) => &[("set", Outcomes), ("get", Outcomes), ("value", Count)],
-        Experiment::Bind(_) => &[
-            ("a_setup", Outcomes),
-            ("a_flags", Outcomes),
-            ("b_flags", Outcomes),
-            ("b_bind", Outcomes),
-            ("b_listen", Outcomes),
-        ],
-        Experiment::TimeWait(_) => &[
-            ("time_wait_seen", Outcomes),
-            ("old_flags", Outcomes),
-            ("new_flags", Outcomes),
-            ("new_bind", Outcomes),
-            ("new_listen", Outcomes),
-        ],
-        Experiment::Connect(_) => &[
-            ("flags", Outcomes),
-            ("bind_a", Outcomes),
-            ("bind_b", Outcomes),
-            ("connect_a", Outcomes),
-            ("connect_b", Outcomes),
-        ],
-        Experiment::Multicast(_) => &[
-            ("flags", Outcomes),
-            ("bind", Outcomes),
-            ("join", Outcomes),
-            ("send", Outcomes),
-            ("received", Receivers),
-        ],
+    let (table, labels): (&[(&str, FactKind)], Vec<String>) = match experiment {
+        Experiment::Options(_) => (&[("set", Outcomes), ("get", Outcomes), ("value", Count)], vec![]),
+        Experiment::Bind(_) => (
+            &[
+                ("a_setup", Outcomes),
+                ("a_flags", Outcomes),
+                ("b_flags", Outcomes),
+                ("b_bind", Outcomes),
+                ("b_listen", Outcomes),
+            ],
+            vec![],
+        ),
+        Experiment::TimeWait(_) => (
+            &[
+                ("time_wait_seen", Outcomes),
+                ("old_flags", Outcomes),
+                ("new_flags", Outcomes),
+                ("new_bind", Outcomes),
+                ("new_listen", Outcomes),
+            ],
+            vec![],
+        ),
+        Experiment::Connect(_) => (
+            &[("flags.*", Outcomes), ("bind.*", Outcomes), ("connect.*", Outcomes), ("reply", Receivers)],
+            vec!["A".into(), "B".into()],
+        ),
+        Experiment::Multicast(_) => (
+            &[
+                ("flags.*", Outcomes),
+                ("bind.*", Outcomes),
+                ("join.*", Outcomes),
+                ("sender", Outcomes),
+                ("send", Outcomes),
+                ("received", Receivers),
+                ("datagrams.*", Counts),
+            ],
+            vec!["A".into(), "B".into(), "C".into()],
+        ),
         Experiment::Lookup(case) => {
-            if let Some(label) = fact.strip_prefix("bind.") {
-                return if case.sockets().iter().any(|s| s.label == label) {
-                    Ok(Outcomes)
-                } else {
-                    Err(format!("the scenario has no socket `{label}`"))
-                };
-            }
             if let Some(probe) = fact.strip_prefix("to.") {
                 let probes: Vec<String> = case.probes().iter().map(|a| display_addr(*a)).collect();
                 return if probes.iter().any(|p| p == probe) {
@@ -617,28 +616,50 @@ pub fn fact_kind(experiment: &Experiment, fact: &str) -> Result<FactKind, String
                     Err(format!("the scenario probes only {}", probes.join(", ")))
                 };
             }
-            return Err("lookup facts are `bind.<label>` and `to.<probe address>`".into());
+            (
+                &[("flags.*", Outcomes), ("bind.*", Outcomes), ("listen.*", Outcomes)],
+                case.sockets().iter().map(|s| s.label.to_string()).collect(),
+            )
         }
-        Experiment::Distribution(_) => &[
-            ("bind", Outcomes),
-            ("counts", Counts),
-            ("flows", Count),
-            ("lost", Count),
-            ("repeat_flows", Count),
-            ("repeat_same", Count),
-            ("moved_after_close", Count),
-            ("moved_after_join", Count),
-            ("closed_flows_to_new", Count),
-            ("tracked_flows", Count),
-        ],
-        Experiment::Steering(_) => &[("attach", Outcomes), ("counts", Counts), ("expected", Counts), ("steered", Count)],
-        Experiment::LookupCost(_) => &[("sizes", Counts), ("ns_per_flow", Numbers), ("bind", Outcomes)],
-        Experiment::SelfTest(_) => &[],
+        Experiment::Distribution(_) => (
+            &[
+                ("bind", Outcomes),
+                ("counts", Counts),
+                ("flows", Count),
+                ("lost", Count),
+                ("repeat_flows", Count),
+                ("repeat_same", Count),
+                ("moved_after_close", Count),
+                ("moved_after_join", Count),
+                ("closed_flows_to_new", Count),
+                ("tracked_flows", Count),
+            ],
+            vec![],
+        ),
+        Experiment::Steering(_) => {
+            (&[("attach", Outcomes), ("counts", Counts), ("expected", Counts), ("steered", Count)], vec![])
+        }
+        Experiment::LookupCost(_) => (&[("sizes", Counts), ("ns_per_flow", Numbers), ("bind", Outcomes)], vec![]),
+        Experiment::SelfTest(_) => (&[], vec![]),
     };
-    table.iter().find(|(name, _)| *name == fact).map(|(_, kind)| *kind).ok_or_else(|| {
-        let names: Vec<&str> = table.iter().map(|(n, _)| *n).collect();
-        format!("its family records {}", names.join(", "))
-    })
+    for (name, kind) in table {
+        if let Some(prefix) = name.strip_suffix('*') {
+            if let Some(label) = fact.strip_prefix(prefix) {
+                return if labels.iter().any(|l| l == label) {
+                    Ok(*kind)
+                } else {
+                    Err(format!("the experiment's sockets are {}", labels.join(", ")))
+                };
+            }
+        } else if *name == fact {
+            return Ok(*kind);
+        }
+    }
+    let names: Vec<String> = table
+        .iter()
+        .map(|(n, _)| n.strip_suffix('*').map(|p| format!("{p}<label>")).unwrap_or_else(|| n.to_string()))
+        .collect();
+    Err(format!("its family records {}", names.join(", ")))
 }
 
 fn check_expectation(expect: &Expect, experiment: &Experiment, fact: &str, kind: FactKind) -> Result<(), String> {
@@ -650,15 +671,8 @@ fn check_expectation(expect: &Expect, experiment: &Experiment, fact: &str, kind:
         }
     };
     match expect {
-        Expect::Outcome(_) | Expect::OutcomeSequence(_) => needs(FactKind::Outcomes, "outcome"),
+        Expect::Outcome(_) | Expect::Fails => needs(FactKind::Outcomes, "outcome"),
         Expect::Receiver(_) | Expect::ReceiverIn(_) => needs(FactKind::Receivers, "receiver"),
-        Expect::ReceivedByAll(_) => {
-            if matches!(experiment, Experiment::Multicast(_)) {
-                needs(FactKind::Receivers, "received_by_all")
-            } else {
-                Err("received_by_all reads a multicast `received` fact".into())
-            }
-        }
         Expect::Uniform { alpha } => {
             if !(*alpha > 0.0 && *alpha < 1.0) {
                 return Err(format!("uniform.alpha must lie between 0 and 1, not {alpha}"));
@@ -697,33 +711,36 @@ claims:
   - id: t.tcp-wildcard-blocks
     doc: 001_9f39c556cc2a774e.txt
     quote: "no other TCP socket can be bound to the same port"
-    scope: !linux "*"
-    check: !measured
-      - experiments: [bind.tcp.v4any+v4lo.listening.a-ra.b-ra.same-uid]
-        fact: b_bind
-        expect: !outcome EADDRINUSE
+    scope: {linux: "*"}
+    check:
+      measured:
+        - experiments: [bind.tcp.v4any+v4lo.listening.a-ra.b-ra.same-uid]
+          fact: b_bind
+          expect: {outcome: EADDRINUSE}
   - id: t.reuseport-appears
     doc: 002_b21913d5ead863f6.txt
     quote: "Linux kernel version 3.9"
-    scope: !linux ">=3.9"
+    scope: {linux: ">=3.9"}
     changes_at: "3.9"
-    check: !measured
-      - experiments: [options.so_reuseport]
-        fact: set
-        expect: !outcome ok
+    check:
+      measured:
+        - experiments: [options.so_reuseport]
+          fact: set
+          expect: {outcome: ok}
   - id: t.windows
     doc: 001_9f39c556cc2a774e.txt
     quote: "SO_EXCLUSIVEADDRUSE"
-    scope: !os windows
-    check: !untested Windows only
+    scope: {os: windows}
+    check: {untested: Windows only}
   - id: t.glob
     doc: 000_f525e833ba1f1436.txt
     quote: "all of them use the SO_REUSEPORT option"
     scope: any
-    check: !measured
-      - experiments: ["bind.*.v4lo+v4lo.bound.a-rp.b-rp.same-uid"]
-        fact: b_bind
-        expect: !outcome ok
+    check:
+      measured:
+        - experiments: ["bind.*.v4lo+v4lo.bound.a-rp.b-rp.same-uid"]
+          fact: b_bind
+          expect: {outcome: ok}
 "#;
 
     fn error_of(text: &str) -> String {
@@ -753,25 +770,25 @@ claims:
     fn unknown_field_is_located_and_named() {
         let text = GOOD.replacen("    quote: \"Linux kernel", "    qoute: x\n    quote: \"Linux kernel", 1);
         let error = error_of(&text);
-        assert!(error.starts_with("claims.yaml:13:5: "), "{error}");
+        assert!(error.starts_with("claims.yaml:14:5: "), "{error}");
         assert!(error.contains("unknown field `qoute`"), "{error}");
     }
 
     #[test]
     fn bad_scope_and_version_are_located() {
-        let error = error_of(&GOOD.replacen("!os windows", "!os plan9", 1));
-        assert!(error.starts_with("claims.yaml:23:12: "), "{error}");
+        let error = error_of(&GOOD.replacen("{os: windows}", "{os: plan9}", 1));
+        assert!(error.starts_with("claims.yaml:25:17: "), "{error}");
         assert!(error.contains("plan9"), "{error}");
         let error = error_of(&GOOD.replacen("\">=3.9\"", "\"=>3.9\"", 1));
-        assert!(error.starts_with("claims.yaml:14:12: "), "{error}");
-        assert!(error.contains("claims[1].scope"), "{error}");
+        assert!(error.starts_with("claims.yaml:15:20: "), "{error}");
+        assert!(error.contains("claims[1].scope.linux"), "{error}");
         assert!(error.contains("not a version range"), "{error}");
     }
 
     #[test]
     fn unknown_experiment_points_at_the_pattern() {
         let error = error_of(&GOOD.replacen("[options.so_reuseport]", "[options.so_reuseprot]", 1));
-        assert!(error.starts_with("claims.yaml:17:23: "), "{error}");
+        assert!(error.starts_with("claims.yaml:19:25: "), "{error}");
         assert!(error.contains("claims[1] (t.reuseport-appears).check.measured[0]"), "{error}");
         assert!(error.contains("options.so_reuseprot"), "{error}");
         let error = error_of(&GOOD.replacen("bind.*.v4lo+v4lo.bound", "bind.*.v4lo+v4lo.bund", 1));
@@ -781,18 +798,62 @@ claims:
     #[test]
     fn unknown_fact_and_mismatched_expectation_are_rejected() {
         let error = error_of(&GOOD.replacen("fact: b_bind", "fact: b_bnd", 1));
-        assert!(error.starts_with("claims.yaml:9:9: "), "{error}");
+        assert!(error.starts_with("claims.yaml:10:11: "), "{error}");
         assert!(error.contains("fact: `b_bnd` is not recorded"), "{error}");
         assert!(error.contains("b_bind"), "{error}");
-        let error = error_of(&GOOD.replacen("!outcome EADDRINUSE", "!uniform {alpha: 0.001}", 1));
+        let error = error_of(&GOOD.replacen("{outcome: EADDRINUSE}", "{uniform: {alpha: 0.001}}", 1));
         assert!(error.contains("uniform needs a Counts fact"), "{error}");
     }
 
     #[test]
     fn duplicate_ids_point_at_the_second() {
         let error = error_of(&GOOD.replacen("id: t.glob", "id: t.windows", 1));
-        assert!(error.starts_with("claims.yaml:25:9: "), "{error}");
+        assert!(error.starts_with("claims.yaml:27:9: "), "{error}");
         assert!(error.contains("duplicate claim id `t.windows`"), "{error}");
+    }
+
+    fn repository_claims() -> (String, Vec<Claim>) {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../claims.yaml");
+        let claims = load(&path).unwrap_or_else(|e| panic!("{e:#}")).claims;
+        (std::fs::read_to_string(&path).unwrap(), claims)
+    }
+
+    #[test]
+    fn the_repository_claims_file_is_valid_and_covers_every_document() {
+        let (_, claims) = repository_claims();
+        for doc in Document::ALL {
+            let measured = claims.iter().filter(|c| c.doc == doc && !c.tests().is_empty()).count();
+            let untested = claims.iter().filter(|c| c.doc == doc && c.tests().is_empty()).count();
+            assert!(measured >= 5, "{}: only {measured} measured claims", doc.file_name());
+            assert!(untested >= 1, "{}: no untested claim listed", doc.file_name());
+        }
+        for claim in &claims {
+            for test in claim.tests() {
+                assert!(!test.resolved.is_empty(), "{} resolves to nothing", claim.id);
+            }
+        }
+    }
+
+    /// The documents live beside the repository (`../shared/seeds` from the workspace root, or
+    /// `$SEEDS_DIR`); every quote must be an exact substring of its document.
+    #[test]
+    fn every_quote_is_exact() {
+        let dir = std::env::var_os("SEEDS_DIR").map(PathBuf::from).unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/seeds")
+        });
+        let (_, claims) = repository_claims();
+        let mut wrong = Vec::new();
+        for doc in Document::ALL {
+            let path = dir.join(doc.file_name());
+            let text = std::fs::read_to_string(&path)
+                .unwrap_or_else(|e| panic!("reading {} (set SEEDS_DIR): {e}", path.display()));
+            for claim in claims.iter().filter(|c| c.doc == doc) {
+                if !text.contains(&claim.quote) {
+                    wrong.push(format!("{}: {:?}", claim.id, claim.quote));
+                }
+            }
+        }
+        assert!(wrong.is_empty(), "quotes not found in their documents:\n{}", wrong.join("\n"));
     }
 
     #[test]

@@ -1,0 +1,149 @@
+//! `harness diff OLD NEW`: every changed outcome between two result sets, by kernel and
+//! experiment — the nightly regression view.
+//!
+//! Outcomes are compared through [`evolution::signature`], so distribution facts are compared as
+//! statistics (even or not, sticky or not), never as raw counts or member indexes, which change
+//! with every boot's hash secret.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use serde::Serialize;
+
+use crate::evolution::{self, AspectChange, Signature};
+use crate::results::KernelResult;
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Change {
+    /// The experiment was measured in both runs and behaves differently.
+    Changed { changes: Vec<AspectChange> },
+    /// Measured only in the new run.
+    Appeared,
+    /// Measured only in the old run.
+    Disappeared,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ExperimentChange {
+    pub kernel: String,
+    pub experiment: String,
+    pub change: Change,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunChange {
+    pub kernel: String,
+    pub before: String,
+    pub after: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Default)]
+pub struct Diff {
+    /// Kernels only in the new set.
+    pub kernels_added: Vec<String>,
+    /// Kernels only in the old set.
+    pub kernels_removed: Vec<String>,
+    /// Kernels whose run ended differently (`complete` before, `timeout` now).
+    pub runs: Vec<RunChange>,
+    /// Kernels whose measured release changed (a new package build of the same series).
+    pub releases: Vec<RunChange>,
+    pub experiments: Vec<ExperimentChange>,
+}
+
+impl Diff {
+    /// No changed outcome and no changed run: nothing for a nightly run to report.
+    pub fn is_empty(&self) -> bool {
+        self.kernels_added.is_empty()
+            && self.kernels_removed.is_empty()
+            && self.runs.is_empty()
+            && self.experiments.is_empty()
+    }
+}
+
+/// Compares two result sets kernel by kernel (matched by kernel id).
+pub fn diff(old: &[KernelResult], new: &[KernelResult]) -> Diff {
+    let old_by: BTreeMap<&str, &KernelResult> = old.iter().map(|k| (k.kernel.as_str(), k)).collect();
+    let new_by: BTreeMap<&str, &KernelResult> = new.iter().map(|k| (k.kernel.as_str(), k)).collect();
+    let mut d = Diff {
+        kernels_added: new_by.keys().filter(|k| !old_by.contains_key(*k)).map(|k| k.to_string()).collect(),
+        kernels_removed: old_by.keys().filter(|k| !new_by.contains_key(*k)).map(|k| k.to_string()).collect(),
+        ..Diff::default()
+    };
+    // Catalogue order reads better than alphabetical order in a report.
+    let order: BTreeMap<String, usize> = wire::catalogue().iter().enumerate().map(|(i, e)| (e.id(), i)).collect();
+    for (kernel, before) in &old_by {
+        let Some(after) = new_by.get(kernel) else { continue };
+        if before.run.label() != after.run.label() {
+            d.runs.push(RunChange {
+                kernel: kernel.to_string(),
+                before: before.run.label().into(),
+                after: after.run.label().into(),
+            });
+        }
+        if before.release() != after.release() {
+            d.releases.push(RunChange {
+                kernel: kernel.to_string(),
+                before: before.release().unwrap_or("none").into(),
+                after: after.release().unwrap_or("none").into(),
+            });
+        }
+        let sig_before: BTreeMap<&str, Signature> =
+            before.records.iter().map(|r| (r.id.as_str(), evolution::signature(r))).collect();
+        let sig_after: BTreeMap<&str, Signature> =
+            after.records.iter().map(|r| (r.id.as_str(), evolution::signature(r))).collect();
+        let ids: BTreeSet<&str> = sig_before.keys().chain(sig_after.keys()).copied().collect();
+        let mut ids: Vec<&str> = ids.into_iter().collect();
+        ids.sort_by_key(|id| (order.get(*id).copied().unwrap_or(usize::MAX), id.to_string()));
+        for id in ids {
+            let change = match (sig_before.get(id), sig_after.get(id)) {
+                (Some(b), Some(a)) => {
+                    let changes = b.changes_to(a);
+                    if changes.is_empty() {
+                        continue;
+                    }
+                    Change::Changed { changes }
+                }
+                (None, Some(_)) => Change::Appeared,
+                (Some(_), None) => Change::Disappeared,
+                (None, None) => continue,
+            };
+            d.experiments.push(ExperimentChange { kernel: kernel.to_string(), experiment: id.to_string(), change });
+        }
+    }
+    d
+}
+
+impl fmt::Display for Diff {
+    /// One line per change, `kernel :: experiment: aspect before -> after`, grep-friendly.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.is_empty() {
+            return writeln!(f, "no changed outcome");
+        }
+        for k in &self.kernels_added {
+            writeln!(f, "{k}: kernel added")?;
+        }
+        for k in &self.kernels_removed {
+            writeln!(f, "{k}: kernel removed")?;
+        }
+        for r in &self.runs {
+            writeln!(f, "{}: run {} -> {}", r.kernel, r.before, r.after)?;
+        }
+        for r in &self.releases {
+            writeln!(f, "{}: release {} -> {}", r.kernel, r.before, r.after)?;
+        }
+        for e in &self.experiments {
+            match &e.change {
+                Change::Appeared => writeln!(f, "{} :: {}: newly measured", e.kernel, e.experiment)?,
+                Change::Disappeared => writeln!(f, "{} :: {}: no longer measured", e.kernel, e.experiment)?,
+                Change::Changed { changes } => {
+                    for c in changes {
+                        writeln!(f, "{} :: {}: {} {} -> {}", e.kernel, e.experiment, c.aspect, c.before, c.after)?;
+                    }
+                }
+            }
+        }
+        let changed = self.experiments.len();
+        writeln!(f, "{changed} experiment(s) changed")
+    }
+}

@@ -1,0 +1,683 @@
+//! Verdicts: every claim judged on every kernel from the raw facts, and nothing else.
+//!
+//! A verdict is one of a closed set ([`Verdict`]). A missing measurement (kernel unavailable,
+//! experiment missing, crashed or timed out, fact absent, precondition unmet) is `NotMeasured` and
+//! an outcome that differs between repetitions is `Unstable`: neither is ever a pass. A claim made
+//! for another system, or for another Linux version range, is `OutOfScope`, and still carries the
+//! verdict the measurement would give, so the report can say whether Linux agrees.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use wire::{ExperimentRecord, Fact, Status};
+
+use crate::claims::{Check, Claim, ClaimSet, Expect, Scope, Test, Version};
+use crate::results::{KernelResult, RunOutcome};
+use crate::stats;
+
+/// Judgement of one claim on one kernel.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "verdict", rename_all = "snake_case")]
+pub enum Verdict {
+    Holds { observed: Vec<Observation> },
+    Contradicted { observed: Vec<Observation>, expected: String },
+    NotMeasured { why: String },
+    Unstable { values: Vec<Observation> },
+    /// The claim is made for `claimed_for`, which this kernel is not; `observed` is what the
+    /// measurement says (never itself `OutOfScope`).
+    OutOfScope { claimed_for: String, observed: Box<Verdict> },
+    Untested { reason: String },
+}
+
+impl Verdict {
+    pub fn label(&self) -> &'static str {
+        match self {
+            Verdict::Holds { .. } => "holds",
+            Verdict::Contradicted { .. } => "contradicted",
+            Verdict::NotMeasured { .. } => "not-measured",
+            Verdict::Unstable { .. } => "unstable",
+            Verdict::OutOfScope { .. } => "out-of-scope",
+            Verdict::Untested { .. } => "untested",
+        }
+    }
+
+    /// For out-of-scope verdicts: whether the kernel agrees with the claim anyway.
+    pub fn agreement(&self) -> Option<Agreement> {
+        match self {
+            Verdict::OutOfScope { observed, .. } => Some(match **observed {
+                Verdict::Holds { .. } => Agreement::Agrees,
+                Verdict::Contradicted { .. } => Agreement::Disagrees,
+                _ => Agreement::Unknown,
+            }),
+            _ => None,
+        }
+    }
+
+    /// The observations behind the verdict, for detail views.
+    pub fn observations(&self) -> &[Observation] {
+        match self {
+            Verdict::Holds { observed } | Verdict::Contradicted { observed, .. } => observed,
+            Verdict::Unstable { values } => values,
+            Verdict::OutOfScope { observed, .. } => observed.observations(),
+            Verdict::NotMeasured { .. } | Verdict::Untested { .. } => &[],
+        }
+    }
+
+    /// One line for people: the verdict and its evidence, the first few observations.
+    pub fn summary(&self) -> String {
+        match self {
+            Verdict::Holds { observed } => format!("holds: {}", brief(observed, false)),
+            Verdict::Contradicted { observed, expected } => {
+                format!("contradicted: expected {expected}; observed {}", brief(observed, true))
+            }
+            Verdict::NotMeasured { why } => format!("not measured: {why}"),
+            Verdict::Unstable { values } => format!("unstable: {}", brief(values, false)),
+            Verdict::OutOfScope { claimed_for, observed } => {
+                let linux = match self.agreement() {
+                    Some(Agreement::Agrees) => "Linux agrees",
+                    Some(Agreement::Disagrees) => "Linux disagrees",
+                    _ => "Linux unknown",
+                };
+                format!("claimed for {claimed_for}; {linux} ({})", observed.summary())
+            }
+            Verdict::Untested { reason } => format!("untested: {reason}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Agreement {
+    Agrees,
+    Disagrees,
+    Unknown,
+}
+
+/// What one experiment showed for one test of a claim.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Observation {
+    pub experiment: String,
+    pub fact: String,
+    /// The values as seen (`EADDRINUSE x3`, `counts [50, 46] chi2 0.17 p 0.68`).
+    pub observed: String,
+    pub expected: String,
+    pub status: Match,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum Match {
+    Matches,
+    Differs,
+    Unstable,
+    Missing { why: String },
+}
+
+/// Groups equal observed values, so forty experiments that all say `EADDRINUSE x3` read as one.
+fn brief(observations: &[Observation], differing_first: bool) -> String {
+    let mut groups: BTreeMap<(bool, &str), Vec<&str>> = BTreeMap::new();
+    for o in observations {
+        let key = (!(differing_first && o.status == Match::Differs), o.observed.as_str());
+        groups.entry(key).or_default().push(&o.experiment);
+    }
+    let parts: Vec<String> = groups
+        .iter()
+        .take(3)
+        .map(|((_, value), experiments)| match experiments.as_slice() {
+            [one] => format!("{value} in {one}"),
+            many => format!("{value} in {} experiments (e.g. {})", many.len(), many[0]),
+        })
+        .collect();
+    let more = groups.len().saturating_sub(3);
+    if more > 0 {
+        format!("{}; and {more} more", parts.join("; "))
+    } else {
+        parts.join("; ")
+    }
+}
+
+/// One kernel's column of the matrix.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct KernelColumn {
+    pub kernel: String,
+    pub version: Option<String>,
+    /// `uname -r` as the guest measured it.
+    pub release: Option<String>,
+    /// The run outcome's label (`complete`, `timeout`, `unavailable`, ...).
+    pub run: String,
+    /// Why the kernel could not be run at all; such a column has no verdict other than
+    /// `NotMeasured`.
+    pub unavailable: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ClaimRow {
+    pub claim: Claim,
+    /// One verdict per kernel, in the order of [`Evaluation::kernels`].
+    pub verdicts: Vec<Verdict>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Evaluation {
+    /// Kernels in version order.
+    pub kernels: Vec<KernelColumn>,
+    pub rows: Vec<ClaimRow>,
+}
+
+/// Counts of verdicts, for summaries.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Tally {
+    pub holds: usize,
+    pub contradicted: usize,
+    pub not_measured: usize,
+    pub unstable: usize,
+    pub out_of_scope_agrees: usize,
+    pub out_of_scope_disagrees: usize,
+    pub out_of_scope_unknown: usize,
+    pub untested: usize,
+}
+
+impl Tally {
+    pub fn add(&mut self, v: &Verdict) {
+        match v {
+            Verdict::Holds { .. } => self.holds += 1,
+            Verdict::Contradicted { .. } => self.contradicted += 1,
+            Verdict::NotMeasured { .. } => self.not_measured += 1,
+            Verdict::Unstable { .. } => self.unstable += 1,
+            Verdict::Untested { .. } => self.untested += 1,
+            Verdict::OutOfScope { .. } => match v.agreement() {
+                Some(Agreement::Agrees) => self.out_of_scope_agrees += 1,
+                Some(Agreement::Disagrees) => self.out_of_scope_disagrees += 1,
+                _ => self.out_of_scope_unknown += 1,
+            },
+        }
+    }
+}
+
+impl Evaluation {
+    /// Verdict counts for the kernel at `column`.
+    pub fn tally(&self, column: usize) -> Tally {
+        let mut t = Tally::default();
+        for row in &self.rows {
+            t.add(&row.verdicts[column]);
+        }
+        t
+    }
+}
+
+/// The version a kernel is ordered and scoped by: the version kernels.yaml names when it is
+/// numeric, otherwise the release the guest measured (the host row).
+pub fn kernel_version(result: &KernelResult) -> Option<Version> {
+    result
+        .version
+        .as_deref()
+        .and_then(Version::parse_prefix)
+        .or_else(|| result.release().and_then(Version::parse_prefix))
+}
+
+/// Results in version order; kernels without a known version go last, by id.
+pub fn ordered(results: &[KernelResult]) -> Vec<&KernelResult> {
+    let mut sorted: Vec<&KernelResult> = results.iter().collect();
+    sorted.sort_by(|a, b| match (kernel_version(a), kernel_version(b)) {
+        (Some(x), Some(y)) => x.cmp(&y).then_with(|| a.kernel.cmp(&b.kernel)),
+        (Some(_), None) => std::cmp::Ordering::Less,
+        (None, Some(_)) => std::cmp::Ordering::Greater,
+        (None, None) => a.kernel.cmp(&b.kernel),
+    });
+    sorted
+}
+
+pub fn column(result: &KernelResult) -> KernelColumn {
+    KernelColumn {
+        kernel: result.kernel.clone(),
+        version: result.version.clone(),
+        release: result.release().map(str::to_owned),
+        run: result.run.label().to_owned(),
+        unavailable: match &result.run {
+            RunOutcome::Unavailable { reason } => Some(reason.clone()),
+            _ => None,
+        },
+    }
+}
+
+/// Judges every claim on every kernel.
+pub fn evaluate(claims: &ClaimSet, results: &[KernelResult]) -> Evaluation {
+    let kernels = ordered(results);
+    let rows = claims
+        .claims
+        .iter()
+        .map(|claim| ClaimRow {
+            claim: claim.clone(),
+            verdicts: kernels.iter().map(|k| judge(claim, k)).collect(),
+        })
+        .collect();
+    Evaluation { kernels: kernels.iter().map(|k| column(k)).collect(), rows }
+}
+
+/// One claim on one kernel.
+pub fn judge(claim: &Claim, kernel: &KernelResult) -> Verdict {
+    let tests = match &claim.check {
+        Check::Untested(reason) => return Verdict::Untested { reason: reason.clone() },
+        Check::Measured(tests) => tests,
+    };
+    let measured = if let RunOutcome::Unavailable { reason } = &kernel.run {
+        Verdict::NotMeasured { why: format!("kernel unavailable: {reason}") }
+    } else {
+        measure(tests, kernel)
+    };
+    let version = kernel_version(kernel);
+    match claim.scope.covers_linux(version.as_ref()) {
+        Some(true) => measured,
+        Some(false) => Verdict::OutOfScope {
+            claimed_for: match (&claim.scope, &version) {
+                (Scope::Linux(_), Some(v)) => format!("{} (this kernel is {v})", claim.scope),
+                _ => claim.scope.to_string(),
+            },
+            observed: Box::new(measured),
+        },
+        None => match measured {
+            Verdict::NotMeasured { .. } => measured,
+            other => Verdict::NotMeasured {
+                why: format!(
+                    "the claim is for {} and kernel {}'s version is unknown (measured: {})",
+                    claim.scope,
+                    kernel.kernel,
+                    other.summary()
+                ),
+            },
+        },
+    }
+}
+
+/// The measurement part of a verdict, as if the claim were in scope.
+fn measure(tests: &[Test], kernel: &KernelResult) -> Verdict {
+    let mut observations = Vec::new();
+    for test in tests {
+        let alpha_tests = test.resolved.len();
+        for id in &test.resolved {
+            observations.push(observe(test, id, kernel, alpha_tests));
+        }
+    }
+    let expected = {
+        let mut e: Vec<String> = tests.iter().map(|t| format!("{} = {}", t.fact, t.expect)).collect();
+        e.dedup();
+        e.join("; ")
+    };
+    if observations.iter().any(|o| o.status == Match::Differs) {
+        let (mut differs, rest): (Vec<_>, Vec<_>) =
+            observations.into_iter().partition(|o| o.status == Match::Differs);
+        differs.extend(rest);
+        return Verdict::Contradicted { observed: differs, expected };
+    }
+    if observations.iter().any(|o| o.status == Match::Unstable) {
+        return Verdict::Unstable {
+            values: observations.into_iter().filter(|o| o.status == Match::Unstable).collect(),
+        };
+    }
+    let missing: Vec<String> = observations
+        .iter()
+        .filter_map(|o| match &o.status {
+            Match::Missing { why } => Some(format!("{}: {why}", o.experiment)),
+            _ => None,
+        })
+        .collect();
+    if !missing.is_empty() {
+        let more = if missing.len() > 3 { format!(" (and {} more)", missing.len() - 3) } else { String::new() };
+        return Verdict::NotMeasured { why: format!("{}{more}", missing[..missing.len().min(3)].join("; ")) };
+    }
+    if observations.is_empty() {
+        return Verdict::NotMeasured { why: "the claim's tests resolve to no experiment".into() };
+    }
+    Verdict::Holds { observed: observations }
+}
+
+fn observe(test: &Test, id: &str, kernel: &KernelResult, tests_in_claim: usize) -> Observation {
+    let (observed, status) = match usable_record(id, kernel) {
+        Err(why) => (String::new(), Match::Missing { why }),
+        Ok(record) => match precondition(record, &test.fact) {
+            Err(why) => (String::new(), Match::Missing { why }),
+            Ok(()) => compare(test, record, kernel, tests_in_claim),
+        },
+    };
+    Observation { experiment: id.to_owned(), fact: test.fact.clone(), observed, expected: test.expect.to_string(), status }
+}
+
+/// The record of `id`, when it can be judged: present, and completed (or stopped as unsupported,
+/// whose facts say what the kernel answered).
+fn usable_record<'a>(id: &str, kernel: &'a KernelResult) -> Result<&'a ExperimentRecord, String> {
+    let Some(record) = kernel.record(id) else {
+        return Err(match &kernel.run {
+            RunOutcome::Complete => "no record (not in this run's selection)".to_string(),
+            other => format!("no record (run {})", other.label()),
+        });
+    };
+    match &record.status {
+        Status::Completed | Status::Unsupported { .. } => Ok(record),
+        Status::Crashed { signal } => Err(format!("experiment crashed ({signal})")),
+        Status::TimedOut { after_ms } => Err(format!("experiment timed out after {after_ms} ms")),
+        Status::Failed { error } => Err(format!("experiment failed: {error}")),
+    }
+}
+
+/// The facts that must hold for the tested fact to mean what the claim needs: the first socket
+/// was really set up, the options were really set, TIME_WAIT was really there. Unmet, the cell
+/// measured something else, and the claim is not measured by it.
+fn precondition(record: &ExperimentRecord, fact: &str) -> Result<(), String> {
+    let family = record.id.split('.').next().unwrap_or_default();
+    let flags_ok = ["ok", "skipped"];
+    let mut required: Vec<(String, &[&str])> = Vec::new();
+    let labelled = |prefix: &str| -> Vec<String> {
+        record.facts.keys().filter(|k| k.starts_with(prefix)).cloned().collect()
+    };
+    match family {
+        "bind" if fact == "b_bind" || fact == "b_listen" => {
+            required.push(("a_setup".into(), &["ok"]));
+            required.push(("a_flags".into(), &flags_ok));
+            required.push(("b_flags".into(), &flags_ok));
+        }
+        "tw" if fact == "new_bind" || fact == "new_listen" => {
+            required.push(("time_wait_seen".into(), &["ok"]));
+            required.push(("old_flags".into(), &flags_ok));
+            required.push(("new_flags".into(), &flags_ok));
+        }
+        "connect" if fact.starts_with("connect.") || fact == "bind.B" || fact == "reply" => {
+            for f in labelled("flags.") {
+                required.push((f, &flags_ok));
+            }
+            required.push(("bind.A".into(), &["ok"]));
+            if fact != "bind.B" {
+                required.push(("bind.B".into(), &["ok"]));
+            }
+            if fact == "connect.B" || fact == "reply" {
+                required.push(("connect.A".into(), &["ok"]));
+            }
+        }
+        "mcast" => {
+            for f in labelled("flags.") {
+                required.push((f, &flags_ok));
+            }
+            if fact == "received" || fact.starts_with("datagrams.") {
+                required.push(("sender".into(), &["ok"]));
+                required.push(("send".into(), &["ok"]));
+            }
+        }
+        "lookup" if fact.starts_with("to.") => {
+            for f in labelled("flags.") {
+                required.push((f, &flags_ok));
+            }
+        }
+        "steer" if fact != "attach" => required.push(("attach".into(), &["ok"])),
+        _ => {}
+    }
+    for (name, allowed) in required {
+        match record.facts.get(&name) {
+            None => return Err(format!("precondition fact `{name}` was not recorded")),
+            Some(Fact::Outcomes(values)) => {
+                if let Some(bad) = values.iter().find(|v| !allowed.contains(&v.as_str())) {
+                    return Err(format!("precondition unmet: {name} = {}", counted(values).unwrap_or_else(|| bad.clone())));
+                }
+            }
+            Some(_) => return Err(format!("precondition fact `{name}` is not an outcome list")),
+        }
+    }
+    Ok(())
+}
+
+/// `EADDRINUSE x3`, or `ok x2, EADDRINUSE x1` for mixed lists, in order of first appearance.
+pub fn counted(values: &[String]) -> Option<String> {
+    if values.is_empty() {
+        return None;
+    }
+    let mut seen: Vec<(&str, usize)> = Vec::new();
+    for v in values {
+        match seen.iter_mut().find(|(s, _)| *s == v) {
+            Some((_, n)) => *n += 1,
+            None => seen.push((v, 1)),
+        }
+    }
+    Some(seen.iter().map(|(v, n)| format!("{v} x{n}")).collect::<Vec<_>>().join(", "))
+}
+
+fn distinct(values: &[String]) -> Vec<&str> {
+    let mut d: Vec<&str> = Vec::new();
+    for v in values {
+        if !d.contains(&v.as_str()) {
+            d.push(v);
+        }
+    }
+    d
+}
+
+fn list_fact<'a>(record: &'a ExperimentRecord, fact: &str) -> Result<&'a [String], String> {
+    match record.facts.get(fact) {
+        Some(Fact::Outcomes(v)) | Some(Fact::Receivers(v)) if !v.is_empty() => Ok(v),
+        Some(Fact::Outcomes(_)) | Some(Fact::Receivers(_)) => Err(format!("fact `{fact}` has no repetitions")),
+        Some(_) => Err(format!("fact `{fact}` is not an outcome or receiver list")),
+        None => Err(absent(record, fact)),
+    }
+}
+
+fn absent(record: &ExperimentRecord, fact: &str) -> String {
+    match &record.status {
+        Status::Unsupported { reason } => format!("fact `{fact}` absent (unsupported: {reason})"),
+        _ => format!("fact `{fact}` absent"),
+    }
+}
+
+fn count_fact(record: &ExperimentRecord, fact: &str) -> Result<u64, String> {
+    match record.facts.get(fact) {
+        Some(Fact::Count(n)) => Ok(*n),
+        Some(_) => Err(format!("fact `{fact}` is not a count")),
+        None => Err(absent(record, fact)),
+    }
+}
+
+fn missing(why: String) -> (String, Match) {
+    (String::new(), Match::Missing { why })
+}
+
+fn verdict_of(ok: bool) -> Match {
+    if ok {
+        Match::Matches
+    } else {
+        Match::Differs
+    }
+}
+
+/// Compares one experiment's fact with the test's expectation.
+fn compare(test: &Test, record: &ExperimentRecord, kernel: &KernelResult, tests_in_claim: usize) -> (String, Match) {
+    let fact = test.fact.as_str();
+    match &test.expect {
+        Expect::Outcome(want) | Expect::Receiver(want) => match list_fact(record, fact) {
+            Err(why) => missing(why),
+            Ok(values) => {
+                let shown = counted(values).unwrap_or_default();
+                match distinct(values).as_slice() {
+                    [one] => (shown, verdict_of(one == want)),
+                    _ => (shown, Match::Unstable),
+                }
+            }
+        },
+        Expect::Fails => match list_fact(record, fact) {
+            Err(why) => missing(why),
+            Ok(values) => {
+                let shown = counted(values).unwrap_or_default();
+                let failed = |v: &String| v.starts_with('E');
+                if values.iter().all(failed) {
+                    (shown, Match::Matches)
+                } else if values.iter().any(failed) {
+                    (shown, Match::Unstable)
+                } else {
+                    (shown, Match::Differs)
+                }
+            }
+        },
+        Expect::ReceiverIn(set) => match list_fact(record, fact) {
+            Err(why) => missing(why),
+            Ok(values) => {
+                let ok = values.iter().all(|v| set.contains(v));
+                (counted(values).unwrap_or_default(), verdict_of(ok))
+            }
+        },
+        Expect::Uniform { alpha } => match record.facts.get(fact) {
+            Some(Fact::Counts(counts)) => {
+                let level = stats::bonferroni(*alpha, tests_in_claim);
+                match stats::chi_square_uniform(counts) {
+                    None => missing(format!("counts {counts:?} cannot be tested")),
+                    Some(t) => (
+                        format!(
+                            "counts {counts:?}, chi2 {:.2} (df {}), p {}, spread {}",
+                            t.statistic,
+                            t.df,
+                            format_p(t.p_value),
+                            format_spread(stats::spread(counts))
+                        ),
+                        verdict_of(t.p_value >= level),
+                    ),
+                }
+            }
+            Some(_) => missing(format!("fact `{fact}` is not a list of counts")),
+            None => missing(absent(record, fact)),
+        },
+        Expect::Sticky(want) => match (count_fact(record, "repeat_same"), count_fact(record, "repeat_flows")) {
+            (Ok(_), Ok(0)) => missing("no flow was repeated".into()),
+            (Ok(same), Ok(flows)) => {
+                let sticky = same == flows;
+                (format!("{same} of {flows} repeated 4-tuples reached the same member"), verdict_of(sticky == *want))
+            }
+            (Err(why), _) | (_, Err(why)) => missing(why),
+        },
+        Expect::Flat { max_ratio } => match record.facts.get(fact) {
+            Some(Fact::Numbers(ns)) => {
+                let sizes = match record.facts.get("sizes") {
+                    Some(Fact::Counts(s)) => format!("{s:?}"),
+                    _ => "?".into(),
+                };
+                match stats::growth_over_first(ns) {
+                    None => missing(format!("ns per flow {ns:?} has no baseline")),
+                    Some(ratio) => (
+                        format!(
+                            "ns per flow {:?} for group sizes {sizes}: largest/first {ratio:.2}",
+                            ns.iter().map(|n| n.round() as i64).collect::<Vec<_>>()
+                        ),
+                        verdict_of(ratio <= *max_ratio),
+                    ),
+                }
+            }
+            Some(_) => missing(format!("fact `{fact}` is not a list of numbers")),
+            None => missing(absent(record, fact)),
+        },
+        Expect::SameAs { replace, with } => {
+            let partner_id = record.id.replace(replace.as_str(), with);
+            let partner = match usable_record(&partner_id, kernel)
+                .and_then(|p| precondition(p, fact).map(|()| p))
+            {
+                Ok(p) => p,
+                Err(why) => return missing(format!("partner {partner_id}: {why}")),
+            };
+            match (list_fact(record, fact), list_fact(partner, fact)) {
+                (Err(why), _) => missing(why),
+                (_, Err(why)) => missing(format!("partner {partner_id}: {why}")),
+                (Ok(mine), Ok(theirs)) => {
+                    let shown = format!(
+                        "{} here, {} with {partner_id}",
+                        counted(mine).unwrap_or_default(),
+                        counted(theirs).unwrap_or_default()
+                    );
+                    match (distinct(mine).as_slice(), distinct(theirs).as_slice()) {
+                        ([a], [b]) => (shown, verdict_of(a == b)),
+                        _ => (shown, Match::Unstable),
+                    }
+                }
+            }
+        }
+    }
+}
+
+pub fn format_p(p: f64) -> String {
+    if p >= 0.001 {
+        format!("{p:.3}")
+    } else {
+        format!("{p:.1e}")
+    }
+}
+
+pub fn format_spread(spread: Option<f64>) -> String {
+    match spread {
+        Some(s) if s.is_finite() => format!("{s:.2}"),
+        Some(_) => "inf (a member got nothing)".into(),
+        None => "n/a".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::claims::{Document, VersionRange};
+    use crate::results::RESULT_FORMAT;
+
+    // These tests build results in memory only to exercise the verdict logic's corner cases
+    // (unavailable kernels, unknown versions); verdicts on real measurements are tested against
+    // the recorded fixtures in `tests_on_fixtures` below.
+
+    fn claim(scope: Scope, tests: Vec<Test>) -> Claim {
+        Claim {
+            id: "t".into(),
+            doc: Document::StackOverflowAnswer,
+            quote: "q".into(),
+            scope,
+            changes_at: None,
+            note: None,
+            check: Check::Measured(tests),
+        }
+    }
+
+    fn unavailable(kernel: &str, version: &str) -> KernelResult {
+        KernelResult {
+            format: RESULT_FORMAT,
+            kernel: kernel.into(),
+            version: Some(version.into()),
+            provenance: None,
+            run: RunOutcome::Unavailable { reason: "no image".into() },
+            attempts: vec![],
+            header: None,
+            records: vec![],
+            finished_at: 0,
+        }
+    }
+
+    fn test_on(id: &str) -> Test {
+        Test {
+            experiments: vec![id.into()],
+            fact: "set".into(),
+            expect: Expect::Outcome("ok".into()),
+            resolved: vec![id.into()],
+        }
+    }
+
+    #[test]
+    fn unavailable_kernel_is_never_a_pass() {
+        let c = claim(Scope::Any, vec![test_on("options.so_reuseport")]);
+        let v = judge(&c, &unavailable("k", "3.8"));
+        assert_eq!(v, Verdict::NotMeasured { why: "kernel unavailable: no image".into() });
+        let linux_new = Scope::Linux(VersionRange::try_from(">=3.9".to_string()).unwrap());
+        let c = claim(linux_new, vec![test_on("options.so_reuseport")]);
+        let v = judge(&c, &unavailable("k", "3.8"));
+        assert_eq!(v.label(), "out-of-scope");
+        assert_eq!(v.agreement(), Some(Agreement::Unknown));
+    }
+
+    #[test]
+    fn ordering_is_numeric() {
+        let ks = [unavailable("b", "6.12"), unavailable("a", "6.1"), unavailable("c", "3.10"), unavailable("d", "3.9")];
+        let order: Vec<&str> = ordered(&ks).iter().map(|k| k.kernel.as_str()).collect();
+        assert_eq!(order, ["d", "c", "a", "b"]);
+    }
+
+    #[test]
+    fn counted_values() {
+        let v = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        assert_eq!(counted(&v(&["ok", "ok", "ok"])).unwrap(), "ok x3");
+        assert_eq!(counted(&v(&["ok", "EADDRINUSE", "ok"])).unwrap(), "ok x2, EADDRINUSE x1");
+    }
+}

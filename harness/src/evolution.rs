@@ -1,0 +1,493 @@
+//! Evolution: where in the version-ordered matrix each experiment's behaviour changes, set against
+//! the change points the documents claim.
+//!
+//! Behaviour is compared through a [`Signature`]: the outcome facts as stable values (or as
+//! `unstable(...)`), and distribution, steering and cost facts reduced to statistics (even or
+//! uneven, sticky or not, flat or growing). Raw member indexes and raw counts never enter a
+//! signature: which member gets a flow depends on a per-boot random hash secret.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use wire::{ExperimentRecord, Fact, Status};
+
+use crate::claims::{ClaimSet, Version};
+use crate::evaluate::{counted, kernel_version, ordered};
+use crate::results::{KernelResult, RunOutcome};
+use crate::stats;
+
+/// One aspect of an experiment's behaviour, as compared across kernels.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Aspect {
+    pub value: String,
+    /// A borderline statistic (a p-value between the "even" and "uneven" thresholds, a cost ratio
+    /// between flat and growing) is not firm, and a change to or from it is not a change.
+    pub firm: bool,
+}
+
+/// An experiment's observable behaviour on one kernel, by aspect name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
+pub struct Signature(pub BTreeMap<String, Aspect>);
+
+/// Uniformity is judged "even" above this p-value and "uneven" below [`UNEVEN_P`]; between the two
+/// it is borderline. The gap keeps chance fluctuations from showing up as behaviour changes.
+pub const EVEN_P: f64 = 1e-3;
+pub const UNEVEN_P: f64 = 1e-6;
+/// Cost growth (largest group over a group of one) at or below this is flat, at or above
+/// [`GROWS_RATIO`] it grows.
+pub const FLAT_RATIO: f64 = 2.0;
+pub const GROWS_RATIO: f64 = 4.0;
+
+impl Signature {
+    fn firm(&mut self, name: &str, value: impl Into<String>) {
+        self.0.insert(name.to_owned(), Aspect { value: value.into(), firm: true });
+    }
+
+    fn soft(&mut self, name: &str, value: impl Into<String>) {
+        self.0.insert(name.to_owned(), Aspect { value: value.into(), firm: false });
+    }
+
+    /// The aspects that differ firmly between `self` (before) and `other` (after).
+    pub fn changes_to(&self, other: &Signature) -> Vec<AspectChange> {
+        let mut names: Vec<&String> = self.0.keys().chain(other.0.keys()).collect();
+        names.sort();
+        names.dedup();
+        names
+            .into_iter()
+            .filter_map(|name| {
+                let before = self.0.get(name);
+                let after = other.0.get(name);
+                let differs = match (before, after) {
+                    (Some(b), Some(a)) => b.firm && a.firm && b.value != a.value,
+                    (None, None) => false,
+                    _ => true,
+                };
+                differs.then(|| AspectChange {
+                    aspect: name.clone(),
+                    before: before.map_or_else(|| "absent".into(), |a| a.value.clone()),
+                    after: after.map_or_else(|| "absent".into(), |a| a.value.clone()),
+                })
+            })
+            .collect()
+    }
+
+    /// Whether any aspect is an unstable outcome (differing between repetitions).
+    pub fn is_unstable(&self) -> bool {
+        self.0.values().any(|a| a.value.starts_with("unstable("))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AspectChange {
+    pub aspect: String,
+    pub before: String,
+    pub after: String,
+}
+
+/// Reduces one record to the behaviour it shows.
+pub fn signature(record: &ExperimentRecord) -> Signature {
+    let mut s = Signature::default();
+    s.firm(
+        "status",
+        match &record.status {
+            Status::Completed => "completed".to_string(),
+            Status::Unsupported { .. } => "unsupported".to_string(),
+            Status::Crashed { signal } => format!("crashed ({signal})"),
+            Status::TimedOut { .. } => "timed out".to_string(),
+            Status::Failed { .. } => "failed".to_string(),
+        },
+    );
+    let family = record.id.split('.').next().unwrap_or_default();
+    for (name, fact) in &record.facts {
+        match fact {
+            Fact::Outcomes(values) => s.firm(name, stable_or_unstable(values)),
+            Fact::Receivers(values) => {
+                if family == "lookup" {
+                    s.firm(name, lookup_receivers(&record.id, values));
+                } else {
+                    s.firm(name, stable_or_unstable(values));
+                }
+            }
+            Fact::Count(n) if family == "options" => s.firm(name, n.to_string()),
+            Fact::Flag(b) => s.firm(name, b.to_string()),
+            Fact::Text(t) if family == "options" => s.firm(name, t.clone()),
+            _ => {}
+        }
+    }
+    match family {
+        "dist" => distribution_aspects(record, &mut s),
+        "steer" => steering_aspects(record, &mut s),
+        "cost" => cost_aspects(record, &mut s),
+        "mcast" => {
+            for (name, fact) in &record.facts {
+                if let (Some(_), Fact::Counts(c)) = (name.strip_prefix("datagrams."), fact) {
+                    let copies: Vec<u64> = c.iter().map(|&n| n.min(2)).collect();
+                    let shown: Vec<String> = copies.iter().map(|n| if *n >= 2 { "2+".into() } else { n.to_string() }).collect();
+                    s.firm(name, stable_or_unstable(&shown));
+                }
+            }
+        }
+        _ => {}
+    }
+    s
+}
+
+fn stable_or_unstable(values: &[String]) -> String {
+    let mut d: Vec<&String> = values.iter().collect();
+    d.sort();
+    d.dedup();
+    match d.as_slice() {
+        [] => "none recorded".into(),
+        [one] => (*one).clone(),
+        _ => format!("unstable({})", counted(values).unwrap_or_default()),
+    }
+}
+
+/// Receivers of a lookup probe, with the members of a reuseport group (sockets sharing one address
+/// with SO_REUSEPORT) read as the group: which member gets a flow is hash luck, not behaviour.
+fn lookup_receivers(id: &str, values: &[String]) -> String {
+    let groups = wire::find(id)
+        .and_then(|e| match e {
+            wire::Experiment::Lookup(case) => Some(case.sockets()),
+            _ => None,
+        })
+        .map(|sockets| {
+            let mut by_addr: BTreeMap<String, Vec<&'static str>> = BTreeMap::new();
+            for s in &sockets {
+                if s.flags.reuse_port {
+                    by_addr.entry(format!("{}{}", s.addr, s.v6only)).or_default().push(s.label);
+                }
+            }
+            by_addr.into_values().filter(|g| g.len() > 1).collect::<Vec<_>>()
+        })
+        .unwrap_or_default();
+    let canonical: Vec<String> = values
+        .iter()
+        .map(|v| match groups.iter().find(|g| g.contains(&v.as_str())) {
+            Some(g) => format!("group({})", g.join("|")),
+            None => v.clone(),
+        })
+        .collect();
+    stable_or_unstable(&canonical)
+}
+
+fn distribution_aspects(record: &ExperimentRecord, s: &mut Signature) {
+    if let Some(Fact::Counts(counts)) = record.facts.get("counts") {
+        uniformity(counts, s);
+    }
+    let count = |name: &str| match record.facts.get(name) {
+        Some(Fact::Count(n)) => Some(*n),
+        _ => None,
+    };
+    if let (Some(same), Some(flows)) = (count("repeat_same"), count("repeat_flows")) {
+        if flows > 0 {
+            s.firm("sticky", if same == flows { "sticky" } else { "not sticky" });
+        }
+    }
+    if let Some(lost) = count("lost") {
+        s.firm("lost", if lost == 0 { "none lost" } else { "some lost" });
+    }
+    for name in ["moved_after_close", "moved_after_join", "closed_flows_to_new"] {
+        if let Some(n) = count(name) {
+            s.firm(name, if n == 0 { "none" } else { "some" });
+        }
+    }
+}
+
+fn uniformity(counts: &[u64], s: &mut Signature) {
+    match stats::chi_square_uniform(counts) {
+        None => s.firm("spread", "nothing to test"),
+        Some(t) if t.p_value >= EVEN_P => s.firm("spread", "even"),
+        Some(t) if t.p_value < UNEVEN_P => {
+            let idle = counts.iter().filter(|&&c| c == 0).count();
+            s.firm("spread", if idle > 0 { "uneven, some members idle" } else { "uneven" });
+        }
+        Some(_) => s.soft("spread", "borderline"),
+    }
+}
+
+fn steering_aspects(record: &ExperimentRecord, s: &mut Signature) {
+    let steered = match record.facts.get("steered") {
+        Some(Fact::Count(n)) => *n,
+        _ => return,
+    };
+    let expected: u64 = match record.facts.get("expected") {
+        Some(Fact::Counts(c)) => c.iter().sum(),
+        _ => return,
+    };
+    s.firm(
+        "steering",
+        if expected == 0 {
+            "nothing to steer"
+        } else if steered == expected {
+            "all steered"
+        } else if steered == 0 {
+            "none steered"
+        } else {
+            "partly steered"
+        },
+    );
+}
+
+fn cost_aspects(record: &ExperimentRecord, s: &mut Signature) {
+    if let Some(Fact::Counts(sizes)) = record.facts.get("sizes") {
+        s.firm("sizes built", format!("{sizes:?}"));
+    }
+    if let Some(Fact::Numbers(ns)) = record.facts.get("ns_per_flow") {
+        match stats::growth_over_first(ns) {
+            Some(r) if r <= FLAT_RATIO => s.firm("cost", "flat"),
+            Some(r) if r >= GROWS_RATIO => s.firm("cost", "grows with group size"),
+            Some(_) => s.soft("cost", "borderline"),
+            None => {}
+        }
+    }
+}
+
+/// Where an experiment's behaviour differs between two neighbouring measured kernels.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ChangePoint {
+    pub experiment: String,
+    pub from: String,
+    pub to: String,
+    pub changes: Vec<AspectChange>,
+    /// Either side is unstable: a change in stability, not necessarily in behaviour.
+    pub involves_instability: bool,
+    /// Claims whose change point lies between `from` and `to` and that read this experiment.
+    pub claimed_by: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "verdict", rename_all = "snake_case")]
+pub enum ClaimedChangeVerdict {
+    /// The behaviour changes between the last measured kernel below the version and the first at
+    /// or above it.
+    Agrees { from: String, to: String },
+    /// Kernels on both sides were measured and the behaviour is the same.
+    NotObserved { from: String, to: String },
+    /// No measured kernel on one side of the version.
+    NotObservable { why: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ClaimedChangeOutcome {
+    pub experiment: String,
+    pub verdict: ClaimedChangeVerdict,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ClaimedChange {
+    pub claim: String,
+    pub at: String,
+    pub outcomes: Vec<ClaimedChangeOutcome>,
+}
+
+impl ClaimedChange {
+    /// Agrees when the change shows in at least one of the claim's experiments; not observed when
+    /// it shows in none though it could have; not observable otherwise.
+    pub fn overall(&self) -> &'static str {
+        if self.outcomes.iter().any(|o| matches!(o.verdict, ClaimedChangeVerdict::Agrees { .. })) {
+            "agrees"
+        } else if self.outcomes.iter().any(|o| matches!(o.verdict, ClaimedChangeVerdict::NotObserved { .. })) {
+            "claimed change not observed"
+        } else {
+            "not observable here"
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Evolution {
+    /// Measured kernels in version order (those with records).
+    pub kernels: Vec<String>,
+    /// Kernels that could not be measured, with the reason.
+    pub unmeasured: Vec<(String, String)>,
+    /// Every change point of every experiment, in catalogue order then version order.
+    pub changes: Vec<ChangePoint>,
+    pub claimed: Vec<ClaimedChange>,
+}
+
+impl Evolution {
+    /// Change points no claim accounts for, that are not just instability.
+    pub fn unclaimed(&self) -> impl Iterator<Item = &ChangePoint> {
+        self.changes.iter().filter(|c| c.claimed_by.is_empty() && !c.involves_instability)
+    }
+}
+
+/// Finds every change point in the matrix and judges every claimed one.
+pub fn analyse(results: &[KernelResult], claims: &ClaimSet) -> Evolution {
+    let all = ordered(results);
+    let (measured, unmeasured): (Vec<&KernelResult>, Vec<&KernelResult>) =
+        all.into_iter().partition(|k| !k.records.is_empty());
+    let versions: Vec<Option<Version>> = measured.iter().map(|k| kernel_version(k)).collect();
+    let signatures: Vec<BTreeMap<&str, Signature>> = measured
+        .iter()
+        .map(|k| k.records.iter().map(|r| (r.id.as_str(), signature(r))).collect())
+        .collect();
+
+    // Claimed change points, by experiment: (claim id, version).
+    let mut claimed_at: BTreeMap<&str, Vec<(&str, &Version)>> = BTreeMap::new();
+    for claim in &claims.claims {
+        if let Some(at) = &claim.changes_at {
+            for test in claim.tests() {
+                for id in &test.resolved {
+                    claimed_at.entry(id.as_str()).or_default().push((claim.id.as_str(), at));
+                }
+            }
+        }
+    }
+
+    let mut changes = Vec::new();
+    for experiment in wire::catalogue() {
+        let id = experiment.id();
+        let mut previous: Option<(usize, &Signature)> = None;
+        for (k, sigs) in signatures.iter().enumerate() {
+            let Some(sig) = sigs.get(id.as_str()) else { continue };
+            if let Some((p, before)) = previous {
+                let diff = before.changes_to(sig);
+                if !diff.is_empty() {
+                    let claimed_by = claimed_at
+                        .get(id.as_str())
+                        .map(|cs| {
+                            cs.iter()
+                                .filter(|(_, at)| between(versions[p].as_ref(), versions[k].as_ref(), at))
+                                .map(|(c, _)| c.to_string())
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    changes.push(ChangePoint {
+                        experiment: id.clone(),
+                        from: measured[p].kernel.clone(),
+                        to: measured[k].kernel.clone(),
+                        changes: diff,
+                        involves_instability: before.is_unstable() || sig.is_unstable(),
+                        claimed_by,
+                    });
+                }
+            }
+            previous = Some((k, sig));
+        }
+    }
+
+    let claimed = claims
+        .claims
+        .iter()
+        .filter_map(|claim| {
+            let at = claim.changes_at.as_ref()?;
+            let outcomes = claim
+                .experiments()
+                .into_iter()
+                .map(|experiment| {
+                    let verdict = judge_claimed_change(&experiment, at, &measured, &versions, &signatures);
+                    ClaimedChangeOutcome { experiment, verdict }
+                })
+                .collect();
+            Some(ClaimedChange { claim: claim.id.clone(), at: at.to_string(), outcomes })
+        })
+        .collect();
+
+    Evolution {
+        kernels: measured.iter().map(|k| k.kernel.clone()).collect(),
+        unmeasured: unmeasured
+            .iter()
+            .map(|k| {
+                let why = match &k.run {
+                    RunOutcome::Unavailable { reason } => format!("unavailable: {reason}"),
+                    other => format!("{}: no records", other.label()),
+                };
+                (k.kernel.clone(), why)
+            })
+            .collect(),
+        changes,
+        claimed,
+    }
+}
+
+/// `from < at <= to`.
+fn between(from: Option<&Version>, to: Option<&Version>, at: &Version) -> bool {
+    matches!((from, to), (Some(f), Some(t)) if f < at && at <= t)
+}
+
+fn judge_claimed_change(
+    experiment: &str,
+    at: &Version,
+    measured: &[&KernelResult],
+    versions: &[Option<Version>],
+    signatures: &[BTreeMap<&str, Signature>],
+) -> ClaimedChangeVerdict {
+    let with_record: Vec<usize> =
+        (0..measured.len()).filter(|&k| signatures[k].contains_key(experiment) && versions[k].is_some()).collect();
+    let below = with_record.iter().rev().find(|&&k| versions[k].as_ref().is_some_and(|v| v < at));
+    let above = with_record.iter().find(|&&k| versions[k].as_ref().is_some_and(|v| v >= at));
+    match (below, above) {
+        (Some(&b), Some(&a)) => {
+            let (from, to) = (measured[b].kernel.clone(), measured[a].kernel.clone());
+            if signatures[b][experiment].changes_to(&signatures[a][experiment]).is_empty() {
+                ClaimedChangeVerdict::NotObserved { from, to }
+            } else {
+                ClaimedChangeVerdict::Agrees { from, to }
+            }
+        }
+        (None, _) => ClaimedChangeVerdict::NotObservable { why: format!("no kernel below {at} measured {experiment}") },
+        (_, None) => ClaimedChangeVerdict::NotObservable { why: format!("no kernel at or above {at} measured {experiment}") },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(id: &str, facts: Vec<(&str, Fact)>) -> ExperimentRecord {
+        ExperimentRecord {
+            seq: 1,
+            id: id.into(),
+            status: Status::Completed,
+            elapsed_us: 0,
+            facts: facts.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
+        }
+    }
+
+    fn strings(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    // Signatures are pure functions of one record; these records exist only to pin the reduction
+    // rules (member identity ignored, borderline statistics soft). Real behaviour is tested on the
+    // recorded fixtures.
+    #[test]
+    fn reuseport_members_are_read_as_their_group() {
+        let id = "lookup.tcp.group-beside-plain-wildcard";
+        let a = signature(&rec(id, vec![("to.127.0.0.1", Fact::Receivers(strings(&["R1", "R2", "R1"])))]));
+        let b = signature(&rec(id, vec![("to.127.0.0.1", Fact::Receivers(strings(&["R2", "R2", "R2"])))]));
+        assert_eq!(a, b);
+        assert_eq!(a.0["to.127.0.0.1"].value, "group(R1|R2)");
+        let c = signature(&rec(id, vec![("to.127.0.0.1", Fact::Receivers(strings(&["P", "P", "P"])))]));
+        assert_eq!(a.changes_to(&c).len(), 1);
+    }
+
+    #[test]
+    fn distribution_compares_statistics_not_counts() {
+        let id = "dist.udp.v4.specific.n4";
+        let even1 = signature(&rec(id, vec![("counts", Fact::Counts(vec![50, 46, 47, 49]))]));
+        let even2 = signature(&rec(id, vec![("counts", Fact::Counts(vec![44, 52, 49, 47]))]));
+        assert!(even1.changes_to(&even2).is_empty());
+        let skewed = signature(&rec(id, vec![("counts", Fact::Counts(vec![192, 0, 0, 0]))]));
+        let change = even1.changes_to(&skewed);
+        assert_eq!(change[0].after, "uneven, some members idle");
+    }
+
+    #[test]
+    fn unstable_outcomes_are_named() {
+        let s = signature(&rec("bind.x", vec![("b_bind", Fact::Outcomes(strings(&["ok", "EADDRINUSE", "ok"])))]));
+        assert_eq!(s.0["b_bind"].value, "unstable(ok x2, EADDRINUSE x1)");
+        assert!(s.is_unstable());
+    }
+
+    #[test]
+    fn between_is_half_open() {
+        let v = |s: &str| Version::parse_prefix(s).unwrap();
+        assert!(between(Some(&v("3.8")), Some(&v("3.9")), &v("3.9")));
+        assert!(between(Some(&v("3.8")), Some(&v("5.10")), &v("4.5")));
+        assert!(!between(Some(&v("3.9")), Some(&v("5.10")), &v("3.9")));
+        assert!(!between(None, Some(&v("5.10")), &v("3.9")));
+    }
+}
