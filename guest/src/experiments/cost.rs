@@ -111,6 +111,10 @@ fn time_udp(cell: &LookupCostCell, groups: &[Group]) -> Result<Vec<Timing>, Stri
         client
             .connect(&SockAddr::from(g.target))
             .map_err(|e| format!("connect({}) = {}", g.target, errno_name(&e)))?;
+        // A full send buffer must show as a failed send, never as a blocked one.
+        client
+            .set_nonblocking(true)
+            .map_err(|e| format!("O_NONBLOCK on a client = {}", errno_name(&e)))?;
         clients.push(client);
     }
     let mut timings: Vec<Timing> = groups
@@ -250,4 +254,22 @@ fn raise_fd_limit(want: u64) -> u64 {
         }
     }
     limit.rlim_cur
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_of_odd_and_even_counts() {
+        assert_eq!(median(&[5, 1, 3]), 3.0);
+        assert_eq!(median(&[4, 1, 3, 2]), 2.5);
+        assert!(median(&[]).is_nan());
+    }
+
+    #[test]
+    fn every_round_visits_every_group_once_starting_one_later() {
+        let orders: Vec<Vec<usize>> = (0..3).map(|r| visit_order(r, 3).collect()).collect();
+        assert_eq!(orders, [[0, 1, 2], [1, 2, 0], [2, 0, 1]]);
+    }
 }

@@ -298,3 +298,31 @@ fn current_cpu() -> std::io::Result<u32> {
         Ok(cpu)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn source_port_program_reads_behind_the_ipv4_header() {
+        let prog = source_port_bits().0;
+        assert_eq!(prog[0].code, LD_H_ABS);
+        assert_eq!(prog[0].k, 0xfff0_0014, "SKF_NET_OFF + 20");
+        assert_eq!((prog[1].code, prog[1].k), (RSH_K, 1));
+        assert_eq!((prog[2].code, prog[2].k), (AND_K, 3));
+        assert_eq!(prog[3].code, RET_A);
+    }
+
+    #[test]
+    fn probe_program_jumps_to_member_one_when_not_empty() {
+        let prog = probe_program().0;
+        assert_eq!((prog[1].code, prog[1].jt, prog[1].jf), (JEQ_K, 0, 1));
+        assert_eq!((prog[2].code, prog[2].k), (RET_K, 0));
+        assert_eq!((prog[3].code, prog[3].k), (RET_K, 1));
+    }
+
+    #[test]
+    fn counts_ignore_lost_flows() {
+        assert_eq!(counts(&[Some(0), None, Some(1), Some(1)], 2), [1, 2]);
+    }
+}

@@ -241,3 +241,21 @@ pub(super) fn all_steering() -> Vec<SteeringCell> {
     }
     cells
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_cell_sends_enough_flows_for_the_chi_square_test() {
+        for cell in all() {
+            assert!(cell.flows() >= MIN_FLOWS, "{cell:?}");
+            assert!(cell.flows() >= cell.members * FLOWS_PER_MEMBER, "{cell:?}");
+            assert!(DistributionCell::REPEAT_FLOWS <= cell.flows());
+            if cell.churn {
+                // The closed member is not the last one.
+                assert!(DistributionCell::CLOSED_MEMBER + 1 < cell.members);
+            }
+        }
+    }
+}
