@@ -179,7 +179,7 @@ fn incoming_cpu(cell: &SteeringCell, lab: &Lab, facts: &mut Facts) -> Result<(),
             if let Err(e) = &set {
                 set_failed.get_or_insert_with(|| errno_name(e));
             }
-            facts.outcome("incoming_cpu", outcome(&set));
+            facts.outcome("attach", outcome(&set));
         },
     )?;
     if let Some(errno) = set_failed {
@@ -206,6 +206,7 @@ fn steer_by_cpu(cell: &SteeringCell, group: &Group, facts: &mut Facts) -> Result
     let mut steered = 0;
     let mut lost = 0;
     let mut ran_on = Vec::new();
+    let mut total = vec![0u64; members];
     for cpu in 0..2usize {
         let pinned = Affinity::only(cpu).apply();
         facts.outcome("affinity", outcome(&pinned));
@@ -223,10 +224,16 @@ fn steer_by_cpu(cell: &SteeringCell, group: &Group, facts: &mut Facts) -> Result
         let delivery = courier.deliver(group, &clients, |_| 0);
         let counts = counts(&delivery.receivers, members);
         steered += counts.get(cpu).copied().unwrap_or(0);
+        for (t, c) in total.iter_mut().zip(&counts) {
+            *t += c;
+        }
         lost += delivery.receivers.iter().filter(|r| r.is_none()).count() as u64;
         facts.set(&format!("cpu{cpu}_counts"), Fact::Counts(counts));
     }
     facts.set("flows", Fact::Count(2 * per_cpu as u64));
+    facts.set("counts", Fact::Counts(total));
+    // Member i should receive exactly the flows sent from CPU i.
+    facts.set("expected", Fact::Counts(vec![per_cpu as u64; members]));
     facts.set("steered", Fact::Count(steered));
     facts.set("lost", Fact::Count(lost));
     Ok(())

@@ -56,13 +56,16 @@
 //! [`SteeringCell::FLOWS_PER_CPU`] flows, then pins itself to CPU 1 and sends as many again;
 //! loopback delivers in the sender's context, so each flow is looked up on the sender's CPU. Needs
 //! CPUs 0 and 1 in the guest's affinity mask, otherwise `unsupported` with no facts.
-//! - `reuseport`, `bind`, `listen` as above; `incoming_cpu` (Outcomes: the setsockopt per member;
-//!   a failure ends the experiment as `unsupported` after the group is built).
+//! - `reuseport`, `bind`, `listen` as above; `attach` (Outcomes: the SO_INCOMING_CPU setsockopt
+//!   per member; a failure ends the experiment as `unsupported` after the group is built).
 //! - `affinity` (Outcomes: sched_setaffinity to CPU 0, then to CPU 1), `ran_on` (Counts: the CPU
 //!   getcpu() reported after each pinning).
-//! - `cpu0_counts`, `cpu1_counts` (Counts per member: flows sent from that CPU), `steered` (Count:
-//!   flows that reached the member whose SO_INCOMING_CPU is the sending CPU), `flows` (Count: both
-//!   CPUs together), `lost` (Count).
+//! - `cpu0_counts`, `cpu1_counts` (Counts per member: flows sent from that CPU), `counts` (Counts
+//!   per member: both CPUs together), `expected` (Counts: what perfect steering would give, the
+//!   flows of CPU i on member i), `steered` (Count: flows that reached the member whose
+//!   SO_INCOMING_CPU is the sending CPU), `flows` (Count: both CPUs together), `lost` (Count).
+//!
+//! Both steering kinds thus share `attach`, `counts`, `expected` and `steered`.
 
 use serde::{Deserialize, Serialize};
 
