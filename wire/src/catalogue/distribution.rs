@@ -55,7 +55,11 @@
 //! sets 1, after SO_REUSEPORT and before bind). The sender pins itself to CPU 0, sends
 //! [`SteeringCell::FLOWS_PER_CPU`] flows, then pins itself to CPU 1 and sends as many again;
 //! loopback delivers in the sender's context, so each flow is looked up on the sender's CPU. Needs
-//! CPUs 0 and 1 in the guest's affinity mask, otherwise `unsupported` with no facts.
+//! CPUs 0 and 1 in the guest's affinity mask, otherwise `unsupported` with no facts. (Why it is
+//! worth measuring: SO_INCOMING_CPU only raises a socket's score in the lookup, and from 4.6 the
+//! reuseport fast path picked a member by hash without looking at scores, until "soreuseport: Fix
+//! socket selection for SO_INCOMING_CPU" made the group prefer members of the current CPU in 6.2;
+//! stable trees took the fix too, so the version alone does not say which behaviour a kernel has.)
 //! - `reuseport`, `bind`, `listen` as above; `attach` (Outcomes: the SO_INCOMING_CPU setsockopt
 //!   per member; a failure ends the experiment as `unsupported` after the group is built).
 //! - `affinity` (Outcomes: sched_setaffinity to CPU 0, then to CPU 1), `ran_on` (Counts: the CPU
