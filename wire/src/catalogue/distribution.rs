@@ -59,7 +59,8 @@
 //! worth measuring: SO_INCOMING_CPU only raises a socket's score in the lookup, and from 4.6 the
 //! reuseport fast path picked a member by hash without looking at scores, until "soreuseport: Fix
 //! socket selection for SO_INCOMING_CPU" made the group prefer members of the current CPU in 6.2;
-//! stable trees took the fix too, so the version alone does not say which behaviour a kernel has.)
+//! Debian's 6.1 (a 6.1.y stable kernel) steers too, so the version alone does not say which
+//! behaviour a kernel has.)
 //! - `reuseport`, `bind`, `listen` as above; `attach` (Outcomes: the SO_INCOMING_CPU setsockopt
 //!   per member; a failure ends the experiment as `unsupported` after the group is built).
 //! - `affinity` (Outcomes: sched_setaffinity to CPU 0, then to CPU 1), `ran_on` (Counts: the CPU
