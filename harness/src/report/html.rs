@@ -1,0 +1,373 @@
+//! `report.html`: one self-contained page — inline CSS, inline SVG, no script, nothing fetched
+//! from the network. The claim × kernel matrix is a heat map whose cells carry their evidence in a
+//! tooltip and whose rows open (`<details>`) onto the quote and every kernel's verdict; an
+//! unavailable kernel is a grey column saying why, never passes or failures.
+
+use std::fmt::Write;
+
+use crate::claims::{Check, Document};
+use crate::evaluate::{Evaluation, Verdict};
+use crate::evolution::{ClaimedChangeVerdict, Evolution, EVEN_P};
+
+use super::{cell, escape_html as h, kernel_heading, DistributionCell, DistributionTable};
+
+const STYLE: &str = r#"
+:root { --holds:#2e9d5b; --contra:#d1343a; --unstable:#e69a1c; --missing:#c9ced6; --untested:#eef0f3;
+        --agree:#a8d8b9; --disagree:#f2a9ab; --unknown:#dde1e6; --ink:#1d232b; --muted:#5f6b7a; }
+* { box-sizing: border-box; }
+body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: var(--ink);
+       margin: 0; background: #f7f8fa; }
+header { background: #1d232b; color: #fff; padding: 22px 32px 18px; }
+header h1 { margin: 0 0 4px; font-size: 22px; font-weight: 600; }
+header p { margin: 0; color: #c3cad4; max-width: 1000px; }
+main { padding: 8px 32px 48px; }
+h2 { font-size: 18px; margin: 30px 0 10px; border-bottom: 1px solid #dde1e6; padding-bottom: 4px; }
+h3 { font-size: 15px; margin: 18px 0 8px; }
+.cards { display: flex; gap: 12px; flex-wrap: wrap; margin-top: 16px; }
+.card { background: #fff; border: 1px solid #dde1e6; border-radius: 8px; padding: 10px 14px; min-width: 200px; }
+.card.unavailable { background: #eceef1; color: var(--muted); }
+.card .k { font-weight: 600; }
+.card .r { color: var(--muted); font-size: 12px; }
+.bar { display: flex; height: 8px; border-radius: 4px; overflow: hidden; margin: 8px 0 4px; background: #eceef1; }
+.bar span { display: block; height: 100%; }
+.nums { font-size: 12px; color: var(--muted); }
+.legend { display: flex; gap: 14px; flex-wrap: wrap; font-size: 12px; margin: 8px 0 12px; color: var(--muted); }
+.legend i { display: inline-block; width: 12px; height: 12px; border-radius: 3px; vertical-align: -2px; margin-right: 4px; }
+table { border-collapse: collapse; background: #fff; }
+table.matrix { width: 100%; table-layout: fixed; }
+.matrix th, .matrix td { border: 1px solid #e3e6ea; padding: 0; }
+.matrix th { font-size: 12px; font-weight: 600; padding: 6px 4px; background: #fafbfc; position: sticky; top: 0; z-index: 1; }
+.matrix th.claim { width: 44%; text-align: left; padding-left: 8px; }
+.matrix th.unavailable { background: #eceef1; color: var(--muted); font-weight: 400; }
+.matrix td.claim { padding: 3px 8px; font-size: 12.5px; }
+.matrix td.claim code { font-size: 12px; }
+.matrix td.claim .scope { color: var(--muted); font-size: 11px; margin-left: 6px; }
+.matrix tr.doc td { background: #1d232b; color: #fff; font-weight: 600; padding: 5px 8px; font-size: 12.5px; }
+.matrix td.v { text-align: center; font-size: 11px; height: 26px; color: #fff; font-weight: 600; }
+td.holds { background: var(--holds); } td.contradicted { background: var(--contra); }
+td.unstable { background: var(--unstable); } td.missing { background: var(--missing); color: var(--ink) !important; }
+td.untested { background: var(--untested); color: var(--muted) !important; font-weight: 400 !important; }
+td.oos-agrees { background: var(--agree); color: #17492b !important; }
+td.oos-disagrees { background: var(--disagree); color: #6b1417 !important; }
+td.oos-unknown { background: var(--unknown); color: var(--muted) !important; }
+td.unavailable { background: repeating-linear-gradient(45deg, #eceef1, #eceef1 6px, #e2e5e9 6px, #e2e5e9 12px);
+                 color: var(--muted) !important; font-weight: 400 !important; }
+details > summary { cursor: pointer; list-style: none; }
+details > summary::-webkit-details-marker { display: none; }
+details > summary::before { content: "▸ "; color: var(--muted); }
+details[open] > summary::before { content: "▾ "; }
+.detail { margin: 6px 0 6px 14px; font-size: 12px; color: #333; }
+.detail blockquote { margin: 4px 0; padding: 4px 10px; border-left: 3px solid #c9ced6; background: #f7f8fa; font-style: italic; }
+.detail ul { margin: 4px 0; padding-left: 18px; }
+.detail .note { color: var(--muted); }
+table.plain th, table.plain td { border: 1px solid #e3e6ea; padding: 4px 8px; font-size: 12.5px; text-align: left; vertical-align: top; }
+table.plain th { background: #fafbfc; }
+.dist td { text-align: center; }
+.dist td.name { text-align: left; font-size: 12px; white-space: nowrap; }
+.dist svg { display: block; margin: 0 auto; }
+.dist .cap { font-size: 10.5px; color: var(--muted); }
+.ok { color: var(--holds); font-weight: 600; } .bad { color: var(--contra); font-weight: 600; }
+.muted { color: var(--muted); }
+"#;
+
+pub fn render(evaluation: &Evaluation, evolution: &Evolution, distribution: &DistributionTable) -> String {
+    let mut o = String::new();
+    let _ = write!(
+        o,
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <title>SO_REUSEADDR / SO_REUSEPORT: documents against kernels</title><style>{STYLE}</style></head><body>"
+    );
+    let _ = write!(
+        o,
+        "<header><h1>SO_REUSEADDR and SO_REUSEPORT: the documents against real kernels</h1>\
+         <p>{} claims from {} documents, judged on {} kernels from raw measurements. A missing measurement is never a pass; \
+         an outcome that differs between repetitions is unstable; a claim for another system or version still shows whether the kernel agrees.</p>",
+        evaluation.rows.len(),
+        Document::ALL.len(),
+        evaluation.kernels.len()
+    );
+    kernel_cards(&mut o, evaluation);
+    o.push_str("</header><main>");
+    matrix(&mut o, evaluation);
+    evolution_section(&mut o, evolution);
+    distribution_section(&mut o, distribution);
+    untested(&mut o, evaluation);
+    o.push_str("</main></body></html>\n");
+    o
+}
+
+fn kernel_cards(o: &mut String, evaluation: &Evaluation) {
+    o.push_str("<div class=\"cards\">");
+    for (i, k) in evaluation.kernels.iter().enumerate() {
+        if let Some(reason) = &k.unavailable {
+            let _ = write!(
+                o,
+                "<div class=\"card unavailable\"><div class=\"k\">{}</div><div class=\"r\">unavailable: {}</div></div>",
+                h(&k.kernel),
+                h(reason)
+            );
+            continue;
+        }
+        let t = evaluation.tally(i);
+        let total = evaluation.rows.len().max(1) as f64;
+        let seg = |n: usize, colour: &str| format!("<span style=\"width:{:.2}%;background:var({colour})\"></span>", 100.0 * n as f64 / total);
+        let _ = write!(
+            o,
+            "<div class=\"card\" style=\"color:var(--ink)\"><div class=\"k\">{}</div><div class=\"r\">{} · run {}</div><div class=\"bar\">{}{}{}{}{}{}{}</div>\
+             <div class=\"nums\"><span class=\"ok\">{} hold</span> · <span class=\"bad\">{} contradicted</span> · {} unstable · {} not measured · other scope {} agree / {} disagree</div></div>",
+            h(&k.kernel),
+            h(k.release.as_deref().or(k.version.as_deref()).unwrap_or("?")),
+            h(&k.run),
+            seg(t.holds, "--holds"),
+            seg(t.contradicted, "--contra"),
+            seg(t.unstable, "--unstable"),
+            seg(t.out_of_scope_agrees, "--agree"),
+            seg(t.out_of_scope_disagrees, "--disagree"),
+            seg(t.not_measured, "--missing"),
+            seg(t.untested + t.out_of_scope_unknown, "--untested"),
+            t.holds,
+            t.contradicted,
+            t.unstable,
+            t.not_measured,
+            t.out_of_scope_agrees,
+            t.out_of_scope_disagrees
+        );
+    }
+    o.push_str("</div>");
+}
+
+fn short(v: &Verdict) -> &'static str {
+    match cell(v).1 {
+        "holds" => "✓ holds",
+        "contradicted" => "✗ contradicted",
+        "missing" => "not measured",
+        "unstable" => "~ unstable",
+        "untested" => "untested",
+        "oos-agrees" => "↔ agrees",
+        "oos-disagrees" => "≠ disagrees",
+        _ => "?",
+    }
+}
+
+fn matrix(o: &mut String, evaluation: &Evaluation) {
+    o.push_str("<h2>Claim × kernel matrix</h2><div class=\"legend\">");
+    for (class, label) in [
+        ("--holds", "holds"),
+        ("--contra", "contradicted"),
+        ("--unstable", "unstable (differs between repetitions)"),
+        ("--missing", "not measured"),
+        ("--agree", "claimed for another OS/version: this kernel agrees"),
+        ("--disagree", "…: this kernel disagrees"),
+        ("--untested", "no experiment can test it"),
+    ] {
+        let _ = write!(o, "<span><i style=\"background:var({class})\"></i>{label}</span>");
+    }
+    o.push_str("</div><table class=\"matrix\"><thead><tr><th class=\"claim\">claim (open a row for the quote and the evidence)</th>");
+    for k in &evaluation.kernels {
+        match &k.unavailable {
+            Some(reason) => {
+                let _ = write!(o, "<th class=\"unavailable\" title=\"{}\">{}<br>unavailable</th>", h(reason), h(&k.kernel));
+            }
+            None => {
+                let _ = write!(o, "<th title=\"{}\">{}</th>", h(&kernel_heading(k)), h(&k.kernel));
+            }
+        }
+    }
+    o.push_str("</tr></thead><tbody>");
+    let columns = evaluation.kernels.len() + 1;
+    for doc in Document::ALL {
+        let _ = write!(o, "<tr class=\"doc\"><td colspan=\"{columns}\">{} — {}</td></tr>", h(doc.file_name()), h(doc.title()));
+        for row in evaluation.rows.iter().filter(|r| r.claim.doc == doc) {
+            let c = &row.claim;
+            let _ = write!(
+                o,
+                "<tr><td class=\"claim\"><details><summary><code>{}</code><span class=\"scope\">{}</span></summary><div class=\"detail\"><blockquote>{}</blockquote>",
+                h(&c.id),
+                h(&c.scope.to_string()),
+                h(&c.quote)
+            );
+            if let Some(note) = &c.note {
+                let _ = write!(o, "<div class=\"note\">Reading: {}</div>", h(note));
+            }
+            match &c.check {
+                Check::Untested(reason) => {
+                    let _ = write!(o, "<div class=\"note\">Untested: {}</div>", h(reason));
+                }
+                Check::Measured(tests) => {
+                    o.push_str("<ul>");
+                    for t in tests {
+                        let _ = write!(
+                            o,
+                            "<li>{} = {} on {} experiment(s): <code>{}</code></li>",
+                            h(&t.fact),
+                            h(&t.expect.to_string()),
+                            t.resolved.len(),
+                            h(&t.experiments.join(", "))
+                        );
+                    }
+                    o.push_str("</ul><ul>");
+                    for (k, v) in evaluation.kernels.iter().zip(&row.verdicts) {
+                        let text = match &k.unavailable {
+                            Some(reason) => format!("unavailable: {reason}"),
+                            None => v.summary(),
+                        };
+                        let _ = write!(o, "<li><b>{}</b>: {}</li>", h(&k.kernel), h(&text));
+                    }
+                    o.push_str("</ul>");
+                }
+            }
+            o.push_str("</div></details></td>");
+            for (k, v) in evaluation.kernels.iter().zip(&row.verdicts) {
+                match (&k.unavailable, v) {
+                    (Some(reason), v) if !matches!(v, Verdict::Untested { .. }) => {
+                        let _ = write!(o, "<td class=\"v unavailable\" title=\"unavailable: {}\">unavailable</td>", h(reason));
+                    }
+                    _ => {
+                        let _ = write!(o, "<td class=\"v {}\" title=\"{}\">{}</td>", cell(v).1, h(&v.summary()), short(v));
+                    }
+                }
+            }
+            o.push_str("</tr>");
+        }
+    }
+    o.push_str("</tbody></table>");
+}
+
+fn evolution_section(o: &mut String, evolution: &Evolution) {
+    let _ = write!(o, "<h2>Evolution</h2><p>Measured kernels in version order: <b>{}</b>.", h(&evolution.kernels.join(" → ")));
+    for (k, why) in &evolution.unmeasured {
+        let _ = write!(o, " Not measured: {} ({}).", h(k), h(why));
+    }
+    o.push_str("</p><h3>Change points the documents claim</h3><table class=\"plain\"><tr><th>claim</th><th>at</th><th>verdict</th><th>detail</th></tr>");
+    for c in &evolution.claimed {
+        let overall = c.overall();
+        let class = match overall {
+            "agrees" => "ok",
+            "claimed change not observed" => "bad",
+            _ => "muted",
+        };
+        let detail: Vec<String> = c
+            .outcomes
+            .iter()
+            .map(|x| match &x.verdict {
+                ClaimedChangeVerdict::Agrees { from, to } => format!("{} changes between {from} and {to}", x.experiment),
+                ClaimedChangeVerdict::NotObserved { from, to } => format!("{} is the same on {from} and {to}", x.experiment),
+                ClaimedChangeVerdict::NotObservable { why } => why.clone(),
+            })
+            .collect();
+        let _ = write!(
+            o,
+            "<tr><td><code>{}</code></td><td>{}</td><td class=\"{class}\">{}</td><td>{}</td></tr>",
+            h(&c.claim),
+            h(&c.at),
+            h(overall),
+            h(&detail.join("; "))
+        );
+    }
+    o.push_str("</table>");
+    let unclaimed: Vec<_> = evolution.unclaimed().collect();
+    let _ = write!(
+        o,
+        "<h3>Observed change points</h3><p>{} in all; {} unclaimed behaviour changes; {} involve an unstable outcome.</p>",
+        evolution.changes.len(),
+        unclaimed.len(),
+        evolution.changes.iter().filter(|c| c.involves_instability).count()
+    );
+    if !evolution.changes.is_empty() {
+        o.push_str("<table class=\"plain\"><tr><th>experiment</th><th>between</th><th>what changed</th><th>claimed by</th></tr>");
+        for c in evolution.changes.iter().take(300) {
+            let what: Vec<String> = c.changes.iter().map(|a| format!("{}: {} → {}", a.aspect, a.before, a.after)).collect();
+            let claimed = if c.claimed_by.is_empty() {
+                if c.involves_instability { "— (instability)".to_string() } else { "<b class=\"bad\">unclaimed</b>".to_string() }
+            } else {
+                h(&c.claimed_by.join(", "))
+            };
+            let _ = write!(
+                o,
+                "<tr><td><code>{}</code></td><td>{} → {}</td><td>{}</td><td>{claimed}</td></tr>",
+                h(&c.experiment),
+                h(&c.from),
+                h(&c.to),
+                h(&what.join("; "))
+            );
+        }
+        o.push_str("</table>");
+        if evolution.changes.len() > 300 {
+            let _ = write!(o, "<p class=\"muted\">…and {} more in report.json.</p>", evolution.changes.len() - 300);
+        }
+    }
+}
+
+/// A bar chart of per-member counts with the even share as a dashed line.
+fn bars(c: &DistributionCell) -> String {
+    let (width, height) = (150.0, 44.0);
+    let n = c.counts.len().max(1) as f64;
+    let max = c.counts.iter().copied().max().unwrap_or(0).max(1) as f64;
+    let total: u64 = c.counts.iter().sum();
+    let even = total as f64 / n;
+    let top = max.max(even) * 1.1;
+    let gap = if n > 8.0 { 1.0 } else { 2.0 };
+    let bar_w = width / n - gap;
+    let colour = match &c.chi_square {
+        Some(t) if t.p_value >= EVEN_P => "#2e9d5b",
+        Some(_) => "#d1343a",
+        None => "#9aa3ad",
+    };
+    let mut s = format!("<svg width=\"{width}\" height=\"{height}\" viewBox=\"0 0 {width} {height}\" role=\"img\" aria-label=\"counts {:?}\">", c.counts);
+    for (i, &count) in c.counts.iter().enumerate() {
+        let bh = (count as f64 / top) * height;
+        let _ = write!(
+            s,
+            "<rect x=\"{:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"{colour}\" rx=\"1\"><title>member {i}: {count}</title></rect>",
+            i as f64 * (bar_w + gap),
+            height - bh,
+            bar_w.max(1.0),
+            bh
+        );
+    }
+    let y = height - (even / top) * height;
+    let _ = write!(s, "<line x1=\"0\" x2=\"{width}\" y1=\"{y:.1}\" y2=\"{y:.1}\" stroke=\"#1d232b\" stroke-dasharray=\"3 2\" stroke-width=\"1\"/></svg>");
+    s
+}
+
+fn distribution_section(o: &mut String, distribution: &DistributionTable) {
+    o.push_str(
+        "<h2>Distribution</h2><p>Flows received per member of each SO_REUSEPORT group (bars; the dashed line is the even share). \
+         Green: the chi-square test cannot reject uniformity at p ≥ 0.001; red: it can. Member order is bind order; \
+         which member gets a flow depends on a per-boot hash secret, so only the statistics compare across kernels.</p>\
+         <table class=\"plain dist\"><tr><th>experiment</th>",
+    );
+    for k in &distribution.kernels {
+        let _ = write!(o, "<th>{}</th>", h(k));
+    }
+    o.push_str("</tr>");
+    for row in &distribution.rows {
+        let _ = write!(o, "<tr><td class=\"name\" title=\"{}\"><code>{}</code></td>", h(&row.description), h(&row.experiment));
+        for c in &row.cells {
+            match c {
+                Some(c) => {
+                    let _ = write!(o, "<td>{}<div class=\"cap\">{}</div></td>", bars(c), h(&c.summary()));
+                }
+                None => o.push_str("<td class=\"muted\">–</td>"),
+            }
+        }
+        o.push_str("</tr>");
+    }
+    o.push_str("</table>");
+}
+
+fn untested(o: &mut String, evaluation: &Evaluation) {
+    o.push_str("<h2>Claims no experiment can test</h2><table class=\"plain\"><tr><th>claim</th><th>quote</th><th>why</th></tr>");
+    for row in &evaluation.rows {
+        if let Check::Untested(reason) = &row.claim.check {
+            let _ = write!(
+                o,
+                "<tr><td><code>{}</code></td><td><i>{}</i></td><td>{}</td></tr>",
+                h(&row.claim.id),
+                h(&row.claim.quote),
+                h(reason)
+            );
+        }
+    }
+    o.push_str("</table>");
+}

@@ -1,0 +1,232 @@
+//! `report.md`: the report as GitHub renders it — summary, the claim × kernel matrix, the
+//! contradictions with their measured facts, evolution, distribution, and the untested claims.
+
+use std::fmt::Write;
+
+use crate::claims::{Check, Document};
+use crate::evaluate::{Evaluation, Verdict};
+use crate::evolution::{ClaimedChangeVerdict, Evolution};
+
+use super::{cell, kernel_heading, DistributionTable};
+
+/// Unclaimed change points listed one by one before the rest are only counted.
+const UNCLAIMED_LISTED: usize = 60;
+
+fn md(text: &str) -> String {
+    text.replace('|', "\\|").replace('\n', " ")
+}
+
+fn symbol(v: &Verdict) -> &'static str {
+    match cell(v).1 {
+        "holds" => "✅ holds",
+        "contradicted" => "❌ **contradicted**",
+        "missing" => "⬜ not measured",
+        "unstable" => "⚠️ unstable",
+        "untested" => "· untested",
+        "oos-agrees" => "↔ agrees",
+        "oos-disagrees" => "≠ disagrees",
+        _ => "? unknown",
+    }
+}
+
+pub fn render(evaluation: &Evaluation, evolution: &Evolution, distribution: &DistributionTable) -> String {
+    let mut out = String::new();
+    let w = &mut out;
+    let _ = writeln!(w, "# SO_REUSEADDR and SO_REUSEPORT: the documents against real kernels\n");
+    let _ = writeln!(
+        w,
+        "Every claim of the four documents, judged on every kernel from raw measurements. \
+         A missing measurement is never a pass; an outcome that differs between repetitions is *unstable*. \
+         Claims made for BSD, Windows, Solaris or another Linux version range are *out of scope* on a kernel, \
+         and still say whether that kernel agrees.\n"
+    );
+
+    // Kernels.
+    let _ = writeln!(w, "## Kernels\n");
+    let _ = writeln!(w, "| kernel | version | measured release | run | holds | contradicted | unstable | not measured | other scope: agrees / disagrees |");
+    let _ = writeln!(w, "|---|---|---|---|---|---|---|---|---|");
+    for (i, k) in evaluation.kernels.iter().enumerate() {
+        let t = evaluation.tally(i);
+        let run = match &k.unavailable {
+            Some(reason) => format!("**unavailable**: {}", md(reason)),
+            None => k.run.clone(),
+        };
+        let _ = writeln!(
+            w,
+            "| {} | {} | {} | {run} | {} | {} | {} | {} | {} / {} |",
+            k.kernel,
+            k.version.as_deref().unwrap_or("–"),
+            k.release.as_deref().unwrap_or("–"),
+            t.holds,
+            t.contradicted,
+            t.unstable,
+            t.not_measured,
+            t.out_of_scope_agrees,
+            t.out_of_scope_disagrees
+        );
+    }
+
+    // Summary.
+    let _ = writeln!(w, "\n## Summary\n");
+    let _ = writeln!(w, "| document | claims | measured | untested |");
+    let _ = writeln!(w, "|---|---|---|---|");
+    for doc in Document::ALL {
+        let rows: Vec<_> = evaluation.rows.iter().filter(|r| r.claim.doc == doc).collect();
+        let measured = rows.iter().filter(|r| matches!(r.claim.check, Check::Measured(_))).count();
+        let _ = writeln!(w, "| `{}` {} | {} | {measured} | {} |", doc.file_name(), doc.title(), rows.len(), rows.len() - measured);
+    }
+    let contradicted: Vec<_> = evaluation
+        .rows
+        .iter()
+        .filter(|r| r.verdicts.iter().any(|v| matches!(v, Verdict::Contradicted { .. })))
+        .collect();
+    let disagrees: Vec<_> = evaluation
+        .rows
+        .iter()
+        .filter(|r| !contradicted.iter().any(|c| c.claim.id == r.claim.id))
+        .filter(|r| r.verdicts.iter().any(|v| cell(v).1 == "oos-disagrees"))
+        .collect();
+    let _ = writeln!(
+        w,
+        "\n**{} claims are contradicted by at least one kernel they are made for**, and Linux disagrees with {} \
+         claims made for other systems or versions. Each is listed under *Contradictions* with the measured fact.\n",
+        contradicted.len(),
+        disagrees.len()
+    );
+
+    // Matrix.
+    let _ = writeln!(w, "## Claim × kernel matrix\n");
+    let _ = write!(w, "| claim | scope |");
+    for k in &evaluation.kernels {
+        let _ = write!(w, " {} |", md(&kernel_heading(k)));
+    }
+    let _ = writeln!(w);
+    let _ = write!(w, "|---|---|");
+    for _ in &evaluation.kernels {
+        let _ = write!(w, "---|");
+    }
+    let _ = writeln!(w);
+    for row in &evaluation.rows {
+        let _ = write!(w, "| `{}` | {} |", row.claim.id, md(&row.claim.scope.to_string()));
+        for (k, v) in evaluation.kernels.iter().zip(&row.verdicts) {
+            match &k.unavailable {
+                Some(_) if !matches!(v, Verdict::Untested { .. }) => {
+                    let _ = write!(w, " unavailable |");
+                }
+                _ => {
+                    let _ = write!(w, " {} |", symbol(v));
+                }
+            }
+        }
+        let _ = writeln!(w);
+    }
+
+    // Contradictions.
+    let _ = writeln!(w, "\n## Contradictions\n");
+    for (title, rows) in [("Contradicted where the claim applies", &contradicted), ("Claims for other systems or versions that Linux disagrees with", &disagrees)] {
+        let _ = writeln!(w, "### {title}\n");
+        if rows.is_empty() {
+            let _ = writeln!(w, "None.\n");
+        }
+        for row in rows.iter() {
+            let _ = writeln!(w, "- **`{}`** ({}, {}): “{}”", row.claim.id, row.claim.doc.file_name(), row.claim.scope, md(&row.claim.quote));
+            if let Some(note) = &row.claim.note {
+                let _ = writeln!(w, "  - *reading:* {}", md(note));
+            }
+            // One line per distinct verdict text, naming the kernels it applies to.
+            let mut seen: Vec<(String, Vec<&str>)> = Vec::new();
+            for (k, v) in evaluation.kernels.iter().zip(&row.verdicts) {
+                if !matches!(cell(v).1, "contradicted" | "oos-disagrees") {
+                    continue;
+                }
+                let text = v.summary();
+                match seen.iter_mut().find(|(t, _)| *t == text) {
+                    Some((_, ks)) => ks.push(&k.kernel),
+                    None => seen.push((text, vec![&k.kernel])),
+                }
+            }
+            for (text, kernels) in seen {
+                let _ = writeln!(w, "  - {}: {}", kernels.join(", "), md(&text));
+            }
+        }
+        let _ = writeln!(w);
+    }
+
+    // Evolution.
+    let _ = writeln!(w, "## Evolution\n");
+    let _ = writeln!(w, "Measured kernels in version order: {}.", evolution.kernels.join(" → "));
+    for (k, why) in &evolution.unmeasured {
+        let _ = writeln!(w, "Not measured: {k} ({}).", md(why));
+    }
+    let _ = writeln!(w, "\n### Change points the documents claim\n");
+    let _ = writeln!(w, "| claim | at | verdict | detail |");
+    let _ = writeln!(w, "|---|---|---|---|");
+    for c in &evolution.claimed {
+        let detail: Vec<String> = c
+            .outcomes
+            .iter()
+            .map(|o| match &o.verdict {
+                ClaimedChangeVerdict::Agrees { from, to } => format!("`{}` changes between {from} and {to}", o.experiment),
+                ClaimedChangeVerdict::NotObserved { from, to } => format!("`{}` same on {from} and {to}", o.experiment),
+                ClaimedChangeVerdict::NotObservable { why } => why.clone(),
+            })
+            .collect();
+        let _ = writeln!(w, "| `{}` | {} | {} | {} |", c.claim, c.at, c.overall(), md(&detail.join("; ")));
+    }
+    let claimed_points: Vec<_> = evolution.changes.iter().filter(|c| !c.claimed_by.is_empty()).collect();
+    let unclaimed: Vec<_> = evolution.unclaimed().collect();
+    let instability = evolution.changes.iter().filter(|c| c.involves_instability).count();
+    let _ = writeln!(
+        w,
+        "\n### Observed change points\n\n{} change points in all: {} accounted for by a claim, {} unclaimed behaviour changes, {} involving an unstable outcome.\n",
+        evolution.changes.len(),
+        claimed_points.len(),
+        unclaimed.len(),
+        instability
+    );
+    if !unclaimed.is_empty() {
+        let _ = writeln!(w, "| experiment | between | what changed |");
+        let _ = writeln!(w, "|---|---|---|");
+        for c in unclaimed.iter().take(UNCLAIMED_LISTED) {
+            let what: Vec<String> = c.changes.iter().map(|a| format!("{}: {} → {}", a.aspect, a.before, a.after)).collect();
+            let _ = writeln!(w, "| `{}` | {} → {} | {} |", c.experiment, c.from, c.to, md(&what.join("; ")));
+        }
+        if unclaimed.len() > UNCLAIMED_LISTED {
+            let _ = writeln!(w, "\n…and {} more (all of them in `report.json`).", unclaimed.len() - UNCLAIMED_LISTED);
+        }
+    }
+
+    // Distribution.
+    let _ = writeln!(w, "\n## Distribution\n");
+    let _ = writeln!(
+        w,
+        "Chi-square test of uniformity per group (even when p ≥ 0.001), spread = busiest / idlest member, \
+         sticky = every re-sent 4-tuple reached the same member.\n"
+    );
+    let _ = write!(w, "| experiment |");
+    for k in &distribution.kernels {
+        let _ = write!(w, " {k} |");
+    }
+    let _ = writeln!(w);
+    let _ = write!(w, "|---|");
+    for _ in &distribution.kernels {
+        let _ = write!(w, "---|");
+    }
+    let _ = writeln!(w);
+    for row in &distribution.rows {
+        let _ = write!(w, "| `{}` |", row.experiment);
+        for c in &row.cells {
+            let _ = write!(w, " {} |", c.as_ref().map(|c| c.summary()).unwrap_or_else(|| "–".into()));
+        }
+        let _ = writeln!(w);
+    }
+
+    // Untested.
+    let _ = writeln!(w, "\n## Claims no experiment can test\n");
+    for row in &evaluation.rows {
+        if let Check::Untested(reason) = &row.claim.check {
+            let _ = writeln!(w, "- `{}` ({}): “{}” — {}", row.claim.id, row.claim.doc.file_name(), md(&row.claim.quote), md(reason));
+        }
+    }
+    out
+}

@@ -1,0 +1,171 @@
+//! The compatibility report in four forms, all from the same values: Markdown for GitHub, one
+//! self-contained HTML page, JSON for machines and JUnit XML for CI. Rendering is pure (values in,
+//! strings out); [`write_all`] is the only function here that touches the file system.
+
+mod html;
+mod json;
+mod junit;
+mod markdown;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+use wire::Fact;
+
+use crate::evaluate::{self, Agreement, Evaluation, Verdict};
+use crate::evolution::Evolution;
+use crate::results::{self, KernelResult};
+use crate::stats;
+
+pub use html::render as render_html;
+pub use json::render as render_json;
+pub use junit::render as render_junit;
+pub use markdown::render as render_markdown;
+
+/// Writes `report.md`, `report.html`, `report.json` and `junit.xml` into `dir` (created if
+/// missing), each atomically; returns their paths in that order.
+pub fn write_all(dir: &Path, evaluation: &Evaluation, evolution: &Evolution, results: &[KernelResult]) -> Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating report directory {}", dir.display()))?;
+    let distribution = distribution_table(results);
+    let outputs = [
+        ("report.md", render_markdown(evaluation, evolution, &distribution)),
+        ("report.html", render_html(evaluation, evolution, &distribution)),
+        ("report.json", render_json(evaluation, evolution, &distribution)),
+        ("junit.xml", render_junit(evaluation)),
+    ];
+    let mut paths = Vec::new();
+    for (name, text) in outputs {
+        let path = dir.join(name);
+        results::write_atomically(&path, text.as_bytes())?;
+        // The temporary file behind the atomic write is private (0600); a report is for everyone.
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o644))
+            .with_context(|| format!("making {} readable", path.display()))?;
+        paths.push(path);
+    }
+    Ok(paths)
+}
+
+/// A verdict as one short word or two for a matrix cell, and its CSS class.
+pub(crate) fn cell(verdict: &Verdict) -> (&'static str, &'static str) {
+    match verdict {
+        Verdict::Holds { .. } => ("holds", "holds"),
+        Verdict::Contradicted { .. } => ("contradicted", "contradicted"),
+        Verdict::NotMeasured { .. } => ("not measured", "missing"),
+        Verdict::Unstable { .. } => ("unstable", "unstable"),
+        Verdict::Untested { .. } => ("untested", "untested"),
+        Verdict::OutOfScope { .. } => match verdict.agreement() {
+            Some(Agreement::Agrees) => ("other OS/version: Linux agrees", "oos-agrees"),
+            Some(Agreement::Disagrees) => ("other OS/version: Linux disagrees", "oos-disagrees"),
+            _ => ("other OS/version: unknown", "oos-unknown"),
+        },
+    }
+}
+
+/// One distribution experiment on one kernel, reduced to what can be compared across boots.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DistributionCell {
+    pub counts: Vec<u64>,
+    pub chi_square: Option<stats::ChiSquare>,
+    pub spread: Option<f64>,
+    /// `repeat_same` of `repeat_flows`, when flows were repeated.
+    pub sticky: Option<(u64, u64)>,
+    pub lost: Option<u64>,
+}
+
+impl DistributionCell {
+    pub fn summary(&self) -> String {
+        let mut parts = Vec::new();
+        match &self.chi_square {
+            Some(t) => parts.push(format!(
+                "{} (p {}, spread {})",
+                if t.p_value >= crate::evolution::EVEN_P { "even" } else { "uneven" },
+                evaluate::format_p(t.p_value),
+                evaluate::format_spread(self.spread)
+            )),
+            None => parts.push("nothing to test".into()),
+        }
+        if let Some((same, flows)) = self.sticky {
+            parts.push(if same == flows { "sticky".into() } else { format!("sticky {same}/{flows}") });
+        }
+        if let Some(lost) = self.lost.filter(|&l| l > 0) {
+            parts.push(format!("{lost} lost"));
+        }
+        parts.join(", ")
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DistributionRow {
+    pub experiment: String,
+    pub description: String,
+    /// One entry per kernel in evaluation order (absent when not measured there).
+    pub cells: Vec<Option<DistributionCell>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DistributionTable {
+    pub kernels: Vec<String>,
+    pub rows: Vec<DistributionRow>,
+}
+
+/// Every distribution and steering experiment of the catalogue, per kernel in version order.
+pub fn distribution_table(results: &[KernelResult]) -> DistributionTable {
+    let kernels = evaluate::ordered(results);
+    let rows = wire::catalogue()
+        .into_iter()
+        .filter(|e| matches!(e.family(), wire::Family::Distribution | wire::Family::Steering))
+        .map(|e| {
+            let id = e.id();
+            let cells = kernels.iter().map(|k| k.record(&id).and_then(distribution_cell)).collect();
+            DistributionRow { experiment: id, description: e.describe(), cells }
+        })
+        .collect();
+    DistributionTable { kernels: kernels.iter().map(|k| k.kernel.clone()).collect(), rows }
+}
+
+fn distribution_cell(record: &wire::ExperimentRecord) -> Option<DistributionCell> {
+    let counts = match record.facts.get("counts") {
+        Some(Fact::Counts(c)) => c.clone(),
+        _ => return None,
+    };
+    let count = |name: &str| match record.facts.get(name) {
+        Some(Fact::Count(n)) => Some(*n),
+        _ => None,
+    };
+    let sticky = match (count("repeat_same"), count("repeat_flows")) {
+        (Some(same), Some(flows)) if flows > 0 => Some((same, flows)),
+        _ => None,
+    };
+    Some(DistributionCell {
+        chi_square: stats::chi_square_uniform(&counts),
+        spread: stats::spread(&counts),
+        counts,
+        sticky,
+        lost: count("lost"),
+    })
+}
+
+pub(crate) fn escape_html(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Kernel column heading: id, and the measured release when it says more.
+pub(crate) fn kernel_heading(k: &evaluate::KernelColumn) -> String {
+    match (&k.version, &k.release) {
+        (_, Some(release)) => format!("{} ({release})", k.kernel),
+        (Some(v), None) => format!("{} ({v})", k.kernel),
+        (None, None) => k.kernel.clone(),
+    }
+}
