@@ -116,7 +116,8 @@ pub fn as_euid<T>(uid: Option<u32>, f: impl FnOnce() -> T) -> Result<T, String> 
 }
 
 /// Listeners on fixed ports below the experiments' range that sockets connect to when an
-/// experiment needs a connected or TIME_WAIT socket. One per worker, per family.
+/// experiment needs a connected or TIME_WAIT socket: one per worker and family, at this port
+/// minus the worker's slot.
 pub const PEER_PORT: u16 = 9999;
 
 pub struct Peer {
@@ -125,18 +126,18 @@ pub struct Peer {
 }
 
 impl Peer {
-    pub fn new(family: IpFamily) -> io::Result<Peer> {
+    pub fn new(family: IpFamily, port: u16) -> io::Result<Peer> {
         let ip = match family {
             IpFamily::V4 => IpAddr::V4(Ipv4Addr::LOCALHOST),
             IpFamily::V6 => IpAddr::V6(Ipv6Addr::LOCALHOST),
         };
         let listener = socket_for(Transport::Tcp, &ip, true)?;
         listener.set_reuse_address(true)?;
-        bind(&listener, ip, PEER_PORT)?;
+        bind(&listener, ip, port)?;
         listener.listen(1024)?;
         Ok(Peer {
             listener,
-            addr: SocketAddr::new(ip, PEER_PORT),
+            addr: SocketAddr::new(ip, port),
         })
     }
 
@@ -146,7 +147,8 @@ impl Peer {
 }
 
 /// Where a socket bound to `ip` should connect to reach the peer of its family: IPv4 and
-/// IPv4-mapped addresses reach 127.0.0.1, everything else [::1].
+/// IPv4-mapped addresses reach 127.0.0.1, everything else [::1] (a worker's two peers share a
+/// port number).
 pub fn peer_target(ip: &IpAddr, v4_peer: SocketAddr) -> (IpFamily, SocketAddr) {
     match ip {
         IpAddr::V4(_) => (IpFamily::V4, v4_peer),
@@ -161,7 +163,7 @@ pub fn peer_target(ip: &IpAddr, v4_peer: SocketAddr) -> (IpFamily, SocketAddr) {
         }
         IpAddr::V6(_) => (
             IpFamily::V6,
-            SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), PEER_PORT),
+            SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), v4_peer.port()),
         ),
     }
 }

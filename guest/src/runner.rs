@@ -1,23 +1,30 @@
 //! Runs the selected experiments, each isolated from the others.
 //!
-//! A worker process (fork) runs experiments in catalogue order and reports each one's facts over a
-//! pipe as it finishes. The parent writes the records. When the worker dies (a signal, an exit) or
-//! overruns the current experiment's budget (it is then killed), that experiment is recorded as
-//! crashed or timed out and a fresh worker carries on with the next one. A crash therefore costs
-//! exactly one experiment, and the fork happens once per crash rather than once per experiment.
+//! Worker processes (fork) claim experiments one at a time from a counter in shared memory, say
+//! which one they start, and report its facts over a pipe when it finishes. The parent writes the
+//! records. When a worker dies (a signal, an exit) or overruns the current experiment's budget
+//! (it is then killed), that experiment is recorded as crashed or timed out and a fresh worker
+//! takes its slot. A crash therefore costs exactly one experiment, and forks happen once per
+//! worker and per crash, not once per experiment.
+//!
+//! Families whose measurements do not depend on timing or on having the machine to themselves
+//! run in one worker per CPU; the distribution, steering and cost families run alone, one
+//! experiment at a time, so that nothing else competes for the CPUs they measure.
 
-use std::io::{BufRead, BufReader, Read};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{fork, pipe, ForkResult, Pid};
-use wire::{Experiment, ExperimentRecord, Header, Record, Status, Trailer};
+use wire::{Experiment, ExperimentRecord, Family, Header, Record, Status, Trailer};
 
 use crate::channel::Channel;
 use crate::experiments::{self, Lab};
+
+/// Concurrent workers for the families that tolerate them; more than the CPUs buys nothing.
+const MAX_WORKERS: u32 = 4;
 
 pub fn run(selection: &[String], channel: &mut Channel, pid1: bool) -> std::io::Result<()> {
     let started = Instant::now();
@@ -28,12 +35,13 @@ pub fn run(selection: &[String], channel: &mut Channel, pid1: bool) -> std::io::
             Vec::new()
         }
     };
+    let cpus = online_cpus();
     channel.send(&Record::Header(Header {
         seq: 0,
         format: wire::FORMAT,
         uname: uname(),
         pid1,
-        cpus: online_cpus(),
+        cpus,
         selection: if selection.is_empty() {
             vec!["all".into()]
         } else {
@@ -51,11 +59,18 @@ pub fn run(selection: &[String], channel: &mut Channel, pid1: bool) -> std::io::
             next += 1;
             continue;
         }
+        let parallel = tolerates_company(&plan[next]);
         let end = plan[next..]
             .iter()
-            .position(|e| in_parent_only(e))
+            .position(|e| in_parent_only(e) || tolerates_company(e) != parallel)
             .map_or(plan.len(), |offset| next + offset);
-        next = supervise(&plan, next, end, &lab, channel)?;
+        let width = if parallel {
+            cpus.clamp(1, MAX_WORKERS)
+        } else {
+            1
+        };
+        supervise(&plan, next, end, width as usize, &lab, channel)?;
+        next = end;
     }
 
     channel.send(&Record::Trailer(Trailer {
@@ -63,6 +78,21 @@ pub fn run(selection: &[String], channel: &mut Channel, pid1: bool) -> std::io::
         records: plan.len() as u64,
         elapsed_us: started.elapsed().as_micros() as u64,
     }))
+}
+
+/// Whether an experiment's facts stay the same when other experiments run beside it: true for
+/// everything that records errnos and receivers on ports of its own, false for what measures
+/// spread over CPUs or time.
+fn tolerates_company(e: &Experiment) -> bool {
+    match e.family() {
+        Family::Options
+        | Family::Bind
+        | Family::TimeWait
+        | Family::Connect
+        | Family::Multicast
+        | Family::Lookup => true,
+        Family::Distribution | Family::Steering | Family::LookupCost | Family::SelfTest => false,
+    }
 }
 
 fn numbered(mut record: ExperimentRecord, index: usize) -> ExperimentRecord {
@@ -104,41 +134,166 @@ fn in_parent(e: &Experiment, pid1: bool) -> Option<ExperimentRecord> {
     })
 }
 
-/// Runs `plan[from..to]` in workers until every experiment there has a record; returns `to`.
+/// One live worker as the parent sees it.
+struct Worker {
+    pid: Pid,
+    pipe: OwnedFd,
+    /// Bytes read but not yet a whole line.
+    pending: Vec<u8>,
+    /// The experiment it said it started, and when.
+    current: Option<(usize, Instant)>,
+}
+
+/// Runs `plan[from..to]` in up to `width` concurrent workers until every experiment there has a
+/// record.
 fn supervise(
     plan: &[Experiment],
     from: usize,
     to: usize,
+    width: usize,
     lab: &Lab,
     channel: &mut Channel,
-) -> std::io::Result<usize> {
-    let mut next = from;
-    while next < to {
-        let (read_end, write_end) = pipe()?;
-        // SAFETY: the guest is single-threaded, so the child may run arbitrary code after fork.
-        match unsafe { fork() }? {
-            ForkResult::Child => {
-                drop(read_end);
-                worker(&plan[next..to], write_end, lab)
+) -> std::io::Result<()> {
+    lab.next_claim
+        .store(from as u32, std::sync::atomic::Ordering::SeqCst);
+    let mut recorded = vec![false; to - from];
+    let mut slots: Vec<Option<Worker>> = (0..width).map(|_| None).collect();
+    let claims_left = || (lab.next_claim.load(std::sync::atomic::Ordering::SeqCst) as usize) < to;
+    loop {
+        for (slot, worker) in slots.iter_mut().enumerate() {
+            if worker.is_none() && claims_left() {
+                *worker = Some(spawn(plan, to, slot, lab)?);
             }
-            ForkResult::Parent { child } => {
-                drop(write_end);
-                next = collect(plan, next, to, child, read_end, channel)?;
+        }
+        if slots.iter().all(Option::is_none) {
+            break;
+        }
+        // Wait for output, or for the nearest budget to run out.
+        let now = Instant::now();
+        let nearest = slots
+            .iter()
+            .flatten()
+            .filter_map(|w| {
+                w.current
+                    .map(|(i, t)| budget(&plan[i]).saturating_sub(now - t))
+            })
+            .min()
+            .unwrap_or(Duration::from_secs(1));
+        let ready: Vec<bool> = {
+            let mut fds: Vec<PollFd> = slots
+                .iter()
+                .flatten()
+                .map(|w| PollFd::new(w.pipe.as_fd(), PollFlags::POLLIN))
+                .collect();
+            let ms = nearest.as_millis().min(60_000) as u16;
+            match poll(&mut fds, PollTimeout::from(ms)) {
+                Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+                Err(e) => return Err(e.into()),
+            }
+            fds.iter()
+                .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
+                .collect()
+        };
+        let mut ready = ready.into_iter();
+        for worker_slot in slots.iter_mut() {
+            let Some(worker) = worker_slot else { continue };
+            let readable = ready.next().unwrap_or(false);
+            let gone = readable && !drain_lines(worker, plan, &mut recorded, from, channel)?;
+            if gone {
+                let status = match waitpid(worker.pid, None) {
+                    Ok(WaitStatus::Signaled(_, signal, _)) => Status::Crashed {
+                        signal: signal.as_str().to_string(),
+                    },
+                    Ok(WaitStatus::Exited(_, 0)) => Status::Completed,
+                    Ok(WaitStatus::Exited(_, code)) => Status::Failed {
+                        error: format!("worker exited with code {code} before finishing"),
+                    },
+                    other => Status::Failed {
+                        error: format!("worker vanished: {other:?}"),
+                    },
+                };
+                if let Some((i, t)) = worker.current {
+                    // The experiment in progress is the one that ended the worker.
+                    let status = if status == Status::Completed {
+                        Status::Failed {
+                            error: "worker exited mid-experiment".into(),
+                        }
+                    } else {
+                        status
+                    };
+                    record_broken(plan, i, status, t, &mut recorded, from, channel)?;
+                }
+                *worker_slot = None;
+                continue;
+            }
+            if let Some((i, t)) = worker.current {
+                if t.elapsed() >= budget(&plan[i]) {
+                    let _ = kill(worker.pid, Signal::SIGKILL);
+                    let _ = waitpid(worker.pid, None);
+                    let status = Status::TimedOut {
+                        after_ms: budget(&plan[i]).as_millis() as u64,
+                    };
+                    record_broken(plan, i, status, t, &mut recorded, from, channel)?;
+                    *worker_slot = None;
+                }
             }
         }
     }
-    Ok(to)
+    // A worker that died between claiming an experiment and announcing it leaves a hole.
+    for (offset, done) in recorded.iter().enumerate() {
+        if !done {
+            let i = from + offset;
+            let status = Status::Failed {
+                error: "its worker died before starting it".into(),
+            };
+            let record = broken(&plan[i], status, Instant::now());
+            channel.send(&Record::Experiment(numbered(record, i)))?;
+        }
+    }
+    Ok(())
 }
 
-fn worker(plan: &[Experiment], out: OwnedFd, lab: &Lab) -> ! {
+fn budget(e: &Experiment) -> Duration {
+    Duration::from_millis(e.budget_ms())
+}
+
+fn spawn(plan: &[Experiment], to: usize, slot: usize, lab: &Lab) -> std::io::Result<Worker> {
+    let (read_end, write_end) = pipe()?;
+    // SAFETY: the guest is single-threaded, so the child may run arbitrary code after fork.
+    match unsafe { fork() }? {
+        ForkResult::Child => {
+            drop(read_end);
+            worker(plan, to, slot, write_end, lab)
+        }
+        ForkResult::Parent { child } => Ok(Worker {
+            pid: child,
+            pipe: read_end,
+            pending: Vec::new(),
+            current: None,
+        }),
+    }
+}
+
+/// The worker's loop: claim, announce (`S <index>`), measure, report (one JSON line).
+fn worker(plan: &[Experiment], to: usize, slot: usize, out: OwnedFd, lab: &Lab) -> ! {
     use std::io::Write;
+    lab.slot.set(slot as u16);
     let mut out = std::fs::File::from(out);
-    for experiment in plan {
+    loop {
+        let i = lab
+            .next_claim
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst) as usize;
+        if i >= to {
+            std::process::exit(0);
+        }
+        if out.write_all(format!("S {i}\n").as_bytes()).is_err() {
+            std::process::exit(2);
+        }
         let started = Instant::now();
-        let measured = experiments::run(experiment, lab);
+        let measured = experiments::run(&plan[i], lab);
         let record = ExperimentRecord {
             seq: 0,
-            id: experiment.id(),
+            id: plan[i].id(),
             status: measured.status,
             elapsed_us: started.elapsed().as_micros() as u64,
             facts: measured.facts,
@@ -149,96 +304,69 @@ fn worker(plan: &[Experiment], out: OwnedFd, lab: &Lab) -> ! {
             std::process::exit(2);
         }
     }
-    std::process::exit(0)
 }
 
-/// Reads the worker's records, enforcing each experiment's budget. Returns the index of the first
-/// experiment without a record when the worker is gone (or `to` when all are done).
-fn collect(
+/// Reads what the worker wrote and handles every complete line. Returns false at end of file.
+fn drain_lines(
+    worker: &mut Worker,
     plan: &[Experiment],
-    mut next: usize,
-    to: usize,
-    child: Pid,
-    read_end: OwnedFd,
+    recorded: &mut [bool],
+    from: usize,
     channel: &mut Channel,
-) -> std::io::Result<usize> {
-    let fd = read_end.as_raw_fd();
-    let mut reader = BufReader::new(std::fs::File::from(read_end));
-    let mut started = Instant::now();
-    loop {
-        if next >= to {
-            let _ = waitpid(child, None);
-            return Ok(next);
+) -> std::io::Result<bool> {
+    let mut buf = [0u8; 65536];
+    let n = loop {
+        match nix::unistd::read(worker.pipe.as_raw_fd(), &mut buf) {
+            Ok(n) => break n,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(e.into()),
         }
-        let budget = Duration::from_millis(plan[next].budget_ms());
-        let left = budget.saturating_sub(started.elapsed());
-        if reader.buffer().is_empty() {
-            let mut fds = [PollFd::new(
-                unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) },
-                PollFlags::POLLIN,
-            )];
-            let ms = left.as_millis().min(i32::MAX as u128) as i32;
-            let ready = match poll(
-                &mut fds,
-                PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX),
-            ) {
-                Ok(n) => n,
-                Err(nix::errno::Errno::EINTR) => continue,
-                Err(e) => return Err(e.into()),
-            };
-            if ready == 0 {
-                let _ = kill(child, Signal::SIGKILL);
-                let _ = waitpid(child, None);
-                let record = broken(
-                    &plan[next],
-                    Status::TimedOut {
-                        after_ms: budget.as_millis() as u64,
-                    },
-                    started,
-                );
-                channel.send(&Record::Experiment(numbered(record, next)))?;
-                return Ok(next + 1);
+    };
+    if n == 0 {
+        return Ok(false);
+    }
+    worker.pending.extend_from_slice(&buf[..n]);
+    while let Some(end) = worker.pending.iter().position(|&b| b == b'\n') {
+        let line: Vec<u8> = worker.pending.drain(..=end).collect();
+        let line = String::from_utf8_lossy(&line[..line.len() - 1]).into_owned();
+        if let Some(index) = line.strip_prefix("S ") {
+            let i = index.parse().unwrap_or(usize::MAX);
+            if (from..recorded.len() + from).contains(&i) {
+                worker.current = Some((i, Instant::now()));
             }
+            continue;
         }
-        let mut line = String::new();
-        let n = reader.read_line(&mut line)?;
-        if n == 0 || !line.ends_with('\n') {
-            // The worker is gone: the experiment in progress is the one that killed it.
-            let status = match waitpid(child, None) {
-                Ok(WaitStatus::Signaled(_, signal, _)) => Status::Crashed {
-                    signal: signal.as_str().to_string(),
-                },
-                Ok(WaitStatus::Exited(_, code)) => Status::Failed {
-                    error: format!("worker exited with code {code} before finishing"),
-                },
-                other => Status::Failed {
-                    error: format!("worker vanished: {other:?}"),
-                },
-            };
-            let record = broken(&plan[next], status, started);
-            channel.send(&Record::Experiment(numbered(record, next)))?;
-            drain(&mut reader);
-            return Ok(next + 1);
-        }
-        let record: ExperimentRecord = match serde_json::from_str(&line) {
+        let Some((i, t)) = worker.current.take() else {
+            continue;
+        };
+        let record = match serde_json::from_str::<ExperimentRecord>(&line) {
             Ok(r) => r,
             Err(e) => broken(
-                &plan[next],
+                &plan[i],
                 Status::Failed {
                     error: format!("unreadable worker report: {e}"),
                 },
-                started,
+                t,
             ),
         };
-        channel.send(&Record::Experiment(numbered(record, next)))?;
-        next += 1;
-        started = Instant::now();
+        recorded[i - from] = true;
+        channel.send(&Record::Experiment(numbered(record, i)))?;
     }
+    Ok(true)
 }
 
-fn drain(reader: &mut impl Read) {
-    let mut sink = Vec::new();
-    let _ = reader.read_to_end(&mut sink);
+fn record_broken(
+    plan: &[Experiment],
+    i: usize,
+    status: Status,
+    started: Instant,
+    recorded: &mut [bool],
+    from: usize,
+    channel: &mut Channel,
+) -> std::io::Result<()> {
+    recorded[i - from] = true;
+    let record = broken(&plan[i], status, started);
+    channel.send(&Record::Experiment(numbered(record, i)))
 }
 
 fn broken(experiment: &Experiment, status: Status, started: Instant) -> ExperimentRecord {

@@ -236,24 +236,80 @@ fn pick_accel(shared: &Shared<'_>, kernel: &Path, workdir: &Path) -> Result<Acce
     if let Some(a) = *chosen {
         return Ok(a);
     }
-    eprintln!(
-        "harness: probing KVM (at most {} s)",
-        KVM_PROBE_LIMIT.as_secs()
-    );
-    let works = vm::kvm_works(
-        kernel,
-        &shared.initrd,
-        &workdir.join("kvm-probe"),
-        KVM_PROBE_LIMIT,
-    )?;
+    let verdict_file = shared.opts.acquire.cache.root().join("kvm-probe.json");
+    let host = host_fingerprint();
+    let remembered = std::fs::read(&verdict_file)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<KvmVerdict>(&b).ok())
+        .filter(|v| {
+            v.host == host
+                && crate::cache::now_secs().saturating_sub(v.at) < KVM_VERDICT_TTL.as_secs()
+        });
+    let cached = remembered.is_some();
+    let works = match remembered {
+        Some(v) => v.works,
+        None => {
+            eprintln!(
+                "harness: probing KVM (at most {} s)",
+                KVM_PROBE_LIMIT.as_secs()
+            );
+            let works = vm::kvm_works(
+                kernel,
+                &shared.initrd,
+                &workdir.join("kvm-probe"),
+                KVM_PROBE_LIMIT,
+            )?;
+            let verdict = KvmVerdict {
+                host,
+                works,
+                at: crate::cache::now_secs(),
+            };
+            results::write_atomically(&verdict_file, &serde_json::to_vec(&verdict)?)?;
+            works
+        }
+    };
     let accel = if works { Accel::Kvm } else { Accel::Tcg };
     eprintln!(
-        "harness: KVM {}; using {}",
+        "harness: KVM {}; using {}{}",
         if works { "works" } else { "does not work here" },
-        accel.name()
+        accel.name(),
+        if cached {
+            " (remembered probe result: images/cache/kvm-probe.json)"
+        } else {
+            ""
+        }
     );
     *chosen = Some(accel);
     Ok(accel)
+}
+
+/// A KVM probe's verdict, remembered so that every run does not pay for a probe that times out
+/// on machines where KVM hangs. Keyed by the host kernel and QEMU, so an upgrade re-probes.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct KvmVerdict {
+    host: String,
+    works: bool,
+    at: u64,
+}
+
+const KVM_VERDICT_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+
+fn host_fingerprint() -> String {
+    let release = nix::sys::utsname::uname()
+        .map(|u| u.release().to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let qemu = std::process::Command::new(vm::QEMU)
+        .arg("--version")
+        .output()
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .unwrap_or_default();
+    format!("{release} | {qemu}")
 }
 
 pub fn summary_line(r: &KernelResult, path: &Path) -> String {

@@ -84,6 +84,10 @@ pub const LAST_PORT: u32 = crate::pid1::EPHEMERAL_FIRST as u32 - 1;
 /// so a worker that replaces a crashed one never reuses a port still in TIME_WAIT.
 pub struct Lab {
     next_port: &'static AtomicU32,
+    /// The next experiment index a worker may claim (see `runner`).
+    pub next_claim: &'static AtomicU32,
+    /// Which worker slot this process is; keeps concurrent workers' peers on distinct ports.
+    pub slot: std::cell::Cell<u16>,
     pub channel_fd: RawFd,
     pub pid1: bool,
     peer4: OnceCell<Peer>,
@@ -92,8 +96,11 @@ pub struct Lab {
 
 impl Lab {
     pub fn new(channel_fd: RawFd, pid1: bool) -> Lab {
+        let shared = shared_page();
         Lab {
-            next_port: shared_counter(),
+            next_port: &shared[0],
+            next_claim: &shared[16],
+            slot: std::cell::Cell::new(0),
             channel_fd,
             pid1,
             peer4: OnceCell::new(),
@@ -121,14 +128,15 @@ impl Lab {
         if let Some(p) = cell.get() {
             return Ok(p);
         }
-        let peer = Peer::new(family)?;
+        let peer = Peer::new(family, crate::net::PEER_PORT - self.slot.get())?;
         Ok(cell.get_or_init(|| peer))
     }
 }
 
-fn shared_counter() -> &'static AtomicU32 {
-    // SAFETY: an anonymous shared mapping of one page, never unmapped, so the reference is valid
-    // for the life of the process and of every child forked from it.
+fn shared_page() -> &'static [AtomicU32] {
+    // SAFETY: an anonymous shared mapping of one page, never unmapped and zero-filled (a valid
+    // AtomicU32 array), so the slice is valid for the life of the process and of every child
+    // forked from it.
     unsafe {
         let p = libc::mmap(
             std::ptr::null_mut(),
@@ -139,7 +147,7 @@ fn shared_counter() -> &'static AtomicU32 {
             0,
         );
         assert!(p != libc::MAP_FAILED, "mmap of one shared page failed");
-        &*(p as *const AtomicU32)
+        std::slice::from_raw_parts(p as *const AtomicU32, 4096 / 4)
     }
 }
 
