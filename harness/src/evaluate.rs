@@ -66,12 +66,37 @@ impl Verdict {
     /// One line for people: the verdict and its evidence, the first few observations.
     pub fn summary(&self) -> String {
         match self {
-            Verdict::Holds { observed } => format!("holds: {}", brief(observed, false)),
-            Verdict::Contradicted { observed, expected } => {
-                format!("contradicted: expected {expected}; observed {}", brief(observed, true))
+            Verdict::Holds { observed } => format!("holds: {}", brief(observed)),
+            Verdict::Contradicted { observed, .. } => {
+                let differing: Vec<&Observation> = observed.iter().filter(|o| o.status == Match::Differs).collect();
+                let mut groups: Vec<((&str, &str, &str), Vec<&str>)> = Vec::new();
+                for o in &differing {
+                    let key = (o.fact.as_str(), o.expected.as_str(), o.observed.as_str());
+                    match groups.iter_mut().find(|(k, _)| *k == key) {
+                        Some((_, ids)) => ids.push(&o.experiment),
+                        None => groups.push((key, vec![&o.experiment])),
+                    }
+                }
+                let parts: Vec<String> = groups
+                    .iter()
+                    .take(3)
+                    .map(|((fact, expected, seen), ids)| match ids.as_slice() {
+                        [one] => format!("{fact}: expected {expected}, observed {seen} in {one}"),
+                        many => format!("{fact}: expected {expected}, observed {seen} in {} experiments (e.g. {})", many.len(), many[0]),
+                    })
+                    .collect();
+                let mut text = format!("contradicted: {}", parts.join("; "));
+                if groups.len() > 3 {
+                    text.push_str(&format!("; and {} more", groups.len() - 3));
+                }
+                let agreeing = observed.len() - differing.len();
+                if agreeing > 0 {
+                    text.push_str(&format!(" ({agreeing} other experiment(s) as expected)"));
+                }
+                text
             }
             Verdict::NotMeasured { why } => format!("not measured: {why}"),
-            Verdict::Unstable { values } => format!("unstable: {}", brief(values, false)),
+            Verdict::Unstable { values } => format!("unstable: {}", brief(values)),
             Verdict::OutOfScope { claimed_for, observed } => {
                 let linux = match self.agreement() {
                     Some(Agreement::Agrees) => "Linux agrees",
@@ -114,16 +139,15 @@ pub enum Match {
 }
 
 /// Groups equal observed values, so forty experiments that all say `EADDRINUSE x3` read as one.
-fn brief(observations: &[Observation], differing_first: bool) -> String {
-    let mut groups: BTreeMap<(bool, &str), Vec<&str>> = BTreeMap::new();
+fn brief(observations: &[Observation]) -> String {
+    let mut groups: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     for o in observations {
-        let key = (!(differing_first && o.status == Match::Differs), o.observed.as_str());
-        groups.entry(key).or_default().push(&o.experiment);
+        groups.entry(o.observed.as_str()).or_default().push(&o.experiment);
     }
     let parts: Vec<String> = groups
         .iter()
         .take(3)
-        .map(|((_, value), experiments)| match experiments.as_slice() {
+        .map(|(value, experiments)| match experiments.as_slice() {
             [one] => format!("{value} in {one}"),
             many => format!("{value} in {} experiments (e.g. {})", many.len(), many[0]),
         })
