@@ -147,3 +147,53 @@ impl fmt::Display for Diff {
         writeln!(f, "{changed} experiment(s) changed")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::evaluate::fixtures;
+
+    #[test]
+    fn a_run_compared_with_itself_has_no_change() {
+        let results = fixtures::results();
+        let d = diff(&results, &results);
+        assert!(d.is_empty(), "{d}");
+        assert_eq!(d.to_string(), "no changed outcome\n");
+    }
+
+    /// A kernel upgrade seen as a nightly diff: the results of one recorded kernel stand for the
+    /// old run and those of the next for the new run of the same kernel id. Every reported change
+    /// is real (it is also a change point of the evolution), and distribution cells never differ
+    /// by raw counts alone.
+    #[test]
+    fn an_upgrade_shows_as_changed_outcomes_by_kernel_and_experiment() {
+        let results = fixtures::results();
+        let measured: Vec<&KernelResult> =
+            crate::evaluate::ordered(&results).into_iter().filter(|k| !k.records.is_empty()).collect();
+        let removed = {
+            let mut fewer = measured[0].clone();
+            let gone = fewer.records.pop().expect("records").id;
+            let d = diff(&[measured[0].clone()], &[fewer]);
+            assert_eq!(d.experiments.len(), 1);
+            assert_eq!(d.experiments[0].change, Change::Disappeared);
+            gone
+        };
+        assert!(!removed.is_empty());
+        if measured.len() < 2 {
+            return;
+        }
+        let old = measured[0].clone();
+        let mut new = measured[1].clone();
+        new.kernel = old.kernel.clone();
+        let d = diff(&[old], &[new]);
+        for e in &d.experiments {
+            if let Change::Changed { changes } = &e.change {
+                assert!(changes.iter().all(|c| c.aspect != "counts"), "raw counts compared in {}", e.experiment);
+            }
+        }
+        let text = d.to_string();
+        for e in d.experiments.iter().take(5) {
+            assert!(text.contains(&format!("{} :: {}", e.kernel, e.experiment)), "{text}");
+        }
+    }
+}

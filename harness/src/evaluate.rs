@@ -705,3 +705,163 @@ mod tests {
         assert_eq!(counted(&v(&["ok", "EADDRINUSE", "ok"])).unwrap(), "ok x2, EADDRINUSE x1");
     }
 }
+
+/// Recorded results from real boots (`harness/tests/fixtures/results/*.json`, committed by the
+/// lead from real runs, never written by hand) and the repository's claims file.
+#[cfg(test)]
+pub(crate) mod fixtures {
+    use std::path::{Path, PathBuf};
+
+    use crate::claims::{self, ClaimSet};
+    use crate::results::{self, KernelResult, RunOutcome};
+
+    pub fn dir() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/results")
+    }
+
+    /// Every recorded kernel; an empty or missing directory is an error, never a silent pass.
+    pub fn results() -> Vec<KernelResult> {
+        let results = results::load_dir(&dir()).unwrap_or_else(|e| panic!("{e:#}"));
+        assert!(!results.is_empty(), "no recorded results in {}", dir().display());
+        results
+    }
+
+    pub fn measured(results: &[KernelResult]) -> Vec<&KernelResult> {
+        let measured: Vec<&KernelResult> = results.iter().filter(|k| k.run == RunOutcome::Complete).collect();
+        assert!(!measured.is_empty(), "no complete run among the recorded results");
+        measured
+    }
+
+    pub fn claims() -> ClaimSet {
+        claims::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../claims.yaml")).unwrap_or_else(|e| panic!("{e:#}"))
+    }
+}
+
+#[cfg(test)]
+mod tests_on_fixtures {
+    use super::*;
+
+    fn verdicts_of<'a>(evaluation: &'a Evaluation, claim: &str) -> Vec<(&'a KernelColumn, &'a Verdict)> {
+        let row = evaluation.rows.iter().find(|r| r.claim.id == claim).unwrap_or_else(|| panic!("no claim {claim}"));
+        evaluation.kernels.iter().zip(&row.verdicts).collect()
+    }
+
+    fn complete(k: &KernelColumn) -> bool {
+        k.run == "complete"
+    }
+
+    /// The BSD table row "ON 0.0.0.0:21 192.168.1.0:21 OK" is out of scope on Linux, and Linux
+    /// disagrees: a TCP listener on the wildcard blocks 127.0.0.1 even with SO_REUSEADDR on both.
+    #[test]
+    fn linux_tcp_listener_on_wildcard_contradicts_the_bsd_table() {
+        let results = fixtures::results();
+        fixtures::measured(&results);
+        let evaluation = evaluate(&fixtures::claims(), &results);
+        for (k, v) in verdicts_of(&evaluation, "001.bsd.table.wildcard-then-specific-on.listening") {
+            if !complete(k) {
+                continue;
+            }
+            let Verdict::OutOfScope { claimed_for, observed } = v else { panic!("{}: {v:?}", k.kernel) };
+            assert_eq!(claimed_for, "BSD");
+            assert_eq!(v.agreement(), Some(Agreement::Disagrees), "{}: {}", k.kernel, v.summary());
+            let seen = observed.observations();
+            assert!(seen.iter().any(|o| o.experiment == "bind.tcp.v4any+v4lo.listening.a-ra.b-ra.same-uid"
+                && o.observed == "EADDRINUSE x3"), "{}: {}", k.kernel, v.summary());
+        }
+        // The same fact contradicts the FAQ's claim made for every system.
+        for (k, v) in verdicts_of(&evaluation, "000.reuseaddr.specific-beside-wildcard.tcp") {
+            if complete(k) {
+                assert!(matches!(v, Verdict::Contradicted { .. }), "{}: {}", k.kernel, v.summary());
+            }
+        }
+    }
+
+    /// 002 claims a port bound by one process is closed to every other process; Linux lets a
+    /// second process bind another address on the same port.
+    #[test]
+    fn baeldungs_exclusive_port_and_override_claims_are_contradicted() {
+        let results = fixtures::results();
+        let evaluation = evaluate(&fixtures::claims(), &results);
+        for claim in ["002.port-owned-by-one-process", "002.reuseport.overrides-reuseaddr"] {
+            for (k, v) in verdicts_of(&evaluation, claim) {
+                if complete(k) {
+                    let Verdict::Contradicted { observed, .. } = v else { panic!("{claim} on {}: {}", k.kernel, v.summary()) };
+                    assert!(observed.iter().any(|o| o.status == Match::Differs && o.observed.starts_with("ok")), "{claim}: {}", v.summary());
+                }
+            }
+        }
+    }
+
+    /// The second connect of an identical 5-tuple fails, as every document says, but with
+    /// EADDRNOTAVAIL, not the EADDRINUSE 001 names.
+    #[test]
+    fn identical_five_tuple_fails_with_eaddrnotavail() {
+        let results = fixtures::results();
+        let evaluation = evaluate(&fixtures::claims(), &results);
+        for (k, v) in verdicts_of(&evaluation, "001.connect.second-eaddrinuse") {
+            if complete(k) {
+                assert!(v.summary().contains("observed EADDRNOTAVAIL x3"), "{}: {}", k.kernel, v.summary());
+            }
+        }
+        for (k, v) in verdicts_of(&evaluation, "001.tuple.five-values-unique") {
+            if complete(k) {
+                assert!(matches!(v, Verdict::Holds { .. }), "{}: {}", k.kernel, v.summary());
+            }
+        }
+    }
+
+    #[test]
+    fn linux_rules_that_hold_on_every_measured_kernel() {
+        let results = fixtures::results();
+        let evaluation = evaluate(&fixtures::claims(), &results);
+        for claim in [
+            "001.linux.listener-on-wildcard-blocks-port",
+            "001.linux.udp-reuseaddr-like-reuseport",
+            "001.linux.reuseport-same-euid",
+            "001.linux.reuseport-including-first",
+            "001.bind.different-address-same-port",
+        ] {
+            for (k, v) in verdicts_of(&evaluation, claim) {
+                if complete(k) {
+                    assert!(matches!(v, Verdict::Holds { .. }), "{claim} on {}: {}", k.kernel, v.summary());
+                }
+            }
+        }
+    }
+
+    /// An unavailable kernel's column has no pass and no failure, only its reason.
+    #[test]
+    fn unavailable_columns_are_never_judged() {
+        let results = fixtures::results();
+        let evaluation = evaluate(&fixtures::claims(), &results);
+        for (i, k) in evaluation.kernels.iter().enumerate() {
+            let Some(reason) = &k.unavailable else { continue };
+            let t = evaluation.tally(i);
+            assert_eq!((t.holds, t.contradicted, t.unstable, t.out_of_scope_agrees, t.out_of_scope_disagrees), (0, 0, 0, 0, 0));
+            for row in &evaluation.rows {
+                let v = &row.verdicts[i];
+                let why = match v {
+                    Verdict::NotMeasured { why } => why.clone(),
+                    Verdict::OutOfScope { observed, .. } => observed.summary(),
+                    Verdict::Untested { .. } => continue,
+                    other => panic!("{} on unavailable {}: {other:?}", row.claim.id, k.kernel),
+                };
+                assert!(why.contains(reason.as_str()), "{why}");
+            }
+        }
+    }
+
+    /// Verdicts depend on the data only: evaluating twice gives the same matrix, and the order of
+    /// columns is the numeric version order.
+    #[test]
+    fn columns_are_in_version_order() {
+        let results = fixtures::results();
+        let evaluation = evaluate(&fixtures::claims(), &results);
+        let versions: Vec<Option<Version>> =
+            ordered(&results).iter().map(|k| kernel_version(k)).collect();
+        let known: Vec<&Version> = versions.iter().flatten().collect();
+        assert!(known.windows(2).all(|w| w[0] <= w[1]), "{known:?}");
+        assert_eq!(evaluation, evaluate(&fixtures::claims(), &results));
+    }
+}
+

@@ -490,4 +490,32 @@ mod tests {
         assert!(!between(Some(&v("3.9")), Some(&v("5.10")), &v("3.9")));
         assert!(!between(None, Some(&v("5.10")), &v("3.9")));
     }
+
+    #[test]
+    fn claimed_change_points_on_the_recorded_matrix() {
+        let results = crate::evaluate::fixtures::results();
+        let claims = crate::evaluate::fixtures::claims();
+        let evolution = analyse(&results, &claims);
+        let added = evolution.claimed.iter().find(|c| c.claim == "001.linux.reuseport-added-3.9").expect("claimed change");
+        let below: Vec<&KernelResult> = results
+            .iter()
+            .filter(|k| !k.records.is_empty() && kernel_version(k).is_some_and(|v| v < Version(vec![3, 9])))
+            .collect();
+        match &added.outcomes[0].verdict {
+            ClaimedChangeVerdict::NotObservable { why } => {
+                assert!(below.is_empty(), "{why}");
+                assert!(why.contains("no kernel below 3.9"), "{why}");
+            }
+            ClaimedChangeVerdict::Agrees { .. } => assert!(!below.is_empty()),
+            other => panic!("SO_REUSEPORT did not appear at 3.9: {other:?}"),
+        }
+        // Every change point lies between neighbours in version order.
+        let order: Vec<&str> = evolution.kernels.iter().map(String::as_str).collect();
+        for c in &evolution.changes {
+            let (f, t) = (order.iter().position(|k| *k == c.from).unwrap(), order.iter().position(|k| *k == c.to).unwrap());
+            assert!(f < t, "{c:?}");
+            assert!(!c.changes.is_empty());
+        }
+    }
 }
+

@@ -169,3 +169,114 @@ pub(crate) fn kernel_heading(k: &evaluate::KernelColumn) -> String {
         (None, None) => k.kernel.clone(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+    use std::process::Command;
+
+    use super::*;
+    use crate::evaluate::{evaluate, fixtures};
+    use crate::evolution::analyse;
+
+    /// `target/` of this build, found from the test binary (`target/<profile>/deps/harness-…`), so
+    /// the screenshot lands there whatever CARGO_TARGET_DIR says.
+    fn target_dir() -> PathBuf {
+        let exe = std::env::current_exe().expect("test binary path");
+        exe.ancestors().nth(3).expect("target/<profile>/deps/<binary>").to_path_buf()
+    }
+
+    fn rendered() -> (Evaluation, Evolution, Vec<KernelResult>) {
+        let results = fixtures::results();
+        let claims = fixtures::claims();
+        (evaluate(&claims, &results), analyse(&results, &claims), results)
+    }
+
+    #[test]
+    fn markdown_has_every_section_kernel_and_claim() {
+        let (evaluation, evolution, results) = rendered();
+        let md = render_markdown(&evaluation, &evolution, &distribution_table(&results));
+        for heading in ["## Kernels", "## Summary", "## Claim × kernel matrix", "## Contradictions", "## Evolution", "## Distribution", "## Claims no experiment can test"] {
+            assert!(md.contains(heading), "missing {heading}");
+        }
+        for k in &evaluation.kernels {
+            assert!(md.contains(&k.kernel), "missing kernel {}", k.kernel);
+            if let Some(reason) = &k.unavailable {
+                assert!(md.contains(&format!("**unavailable**: {reason}")), "unavailable reason not shown");
+            }
+        }
+        for row in &evaluation.rows {
+            assert!(md.contains(&format!("`{}`", row.claim.id)), "missing claim {}", row.claim.id);
+        }
+        assert!(md.contains("❌ **contradicted**"), "no contradiction rendered");
+    }
+
+    #[test]
+    fn junit_has_one_case_per_kernel_and_claim() {
+        let (evaluation, _, _) = rendered();
+        let xml = render_junit(&evaluation);
+        let cases = xml.matches("<testcase ").count();
+        assert_eq!(cases, evaluation.kernels.len() * evaluation.rows.len());
+        let contradicted: usize = (0..evaluation.kernels.len()).map(|i| evaluation.tally(i).contradicted).sum();
+        assert!(xml.matches("<failure type=\"contradicted\"").count() == contradicted && contradicted > 0);
+        assert!(xml.contains(&format!("name=\"{}::001.linux.reuseport-same-euid\"", evaluation.kernels[0].kernel)));
+    }
+
+    #[test]
+    fn json_round_trips_as_json() {
+        let (evaluation, evolution, results) = rendered();
+        let text = render_json(&evaluation, &evolution, &distribution_table(&results));
+        let value: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
+        assert_eq!(value["format"], 1);
+        assert_eq!(value["evaluation"]["rows"].as_array().unwrap().len(), evaluation.rows.len());
+    }
+
+    /// Renders the HTML report from the recorded results, opens it in headless Chromium, and keeps
+    /// the screenshot in `target/report-screenshot/`.
+    #[test]
+    fn html_report_renders_in_headless_chromium() {
+        let (evaluation, evolution, results) = rendered();
+        let html = render_html(&evaluation, &evolution, &distribution_table(&results));
+        for remote in ["src=\"http", "href=\"http", "@import", "url(http", "<script"] {
+            assert!(!html.contains(remote), "the report must not fetch anything: found {remote}");
+        }
+        assert!(html.contains("<table class=\"matrix\">") && html.contains("<svg"));
+        for k in evaluation.kernels.iter().filter_map(|k| k.unavailable.as_ref()) {
+            assert!(html.contains(&format!("unavailable: {}", escape_html(k))));
+        }
+
+        let dir = target_dir().join("report-screenshot");
+        let paths = write_all(&dir, &evaluation, &evolution, &results).expect("writing the report");
+        let page = &paths[1];
+        let shot = dir.join("report.png");
+        let _ = std::fs::remove_file(&shot);
+        let profile = tempfile::tempdir().expect("temporary Chromium profile");
+        let chromium = "/usr/bin/chromium";
+        let output = Command::new(chromium)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--no-first-run",
+                "--hide-scrollbars",
+            ])
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .arg(format!("--screenshot={}", shot.display()))
+            .arg("--window-size=1400,1000")
+            .arg(format!("file://{}", page.display()))
+            .output()
+            .unwrap_or_else(|e| panic!("running {chromium} (apt-get install chromium): {e}"));
+        let size = std::fs::metadata(&shot).map(|m| m.len()).unwrap_or(0);
+        assert!(
+            size > 30_000,
+            "screenshot {} is {size} bytes; chromium said: {}",
+            shot.display(),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let png = std::fs::read(&shot).unwrap();
+        assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n", "not a PNG");
+        eprintln!("screenshot: {}", shot.display());
+    }
+}
