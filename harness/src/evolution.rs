@@ -295,6 +295,34 @@ impl ClaimedChange {
     }
 }
 
+impl ClaimedChange {
+    /// The outcomes grouped for people: `changes between 3.8 and 5.10: options.so_reuseport`,
+    /// `no kernel below 3.9 was measured (7 experiments)`.
+    pub fn detail(&self) -> String {
+        let mut groups: Vec<(String, Vec<&str>)> = Vec::new();
+        for o in &self.outcomes {
+            let key = match &o.verdict {
+                ClaimedChangeVerdict::Agrees { from, to } => format!("changes between {from} and {to}"),
+                ClaimedChangeVerdict::NotObserved { from, to } => format!("the same on {from} and {to}"),
+                ClaimedChangeVerdict::NotObservable { why } => why.clone(),
+            };
+            match groups.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, ids)) => ids.push(&o.experiment),
+                None => groups.push((key, vec![&o.experiment])),
+            }
+        }
+        groups
+            .iter()
+            .map(|(key, ids)| match ids.as_slice() {
+                [one] => format!("{key}: {one}"),
+                [first, ..] => format!("{key}: {} experiments (e.g. {first})", ids.len()),
+                [] => key.clone(),
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Evolution {
     /// Measured kernels in version order (those with records).
@@ -427,8 +455,8 @@ fn judge_claimed_change(
                 ClaimedChangeVerdict::Agrees { from, to }
             }
         }
-        (None, _) => ClaimedChangeVerdict::NotObservable { why: format!("no kernel below {at} measured {experiment}") },
-        (_, None) => ClaimedChangeVerdict::NotObservable { why: format!("no kernel at or above {at} measured {experiment}") },
+        (None, _) => ClaimedChangeVerdict::NotObservable { why: format!("no kernel below {at} was measured") },
+        (_, None) => ClaimedChangeVerdict::NotObservable { why: format!("no kernel at or above {at} was measured") },
     }
 }
 
@@ -504,7 +532,7 @@ mod tests {
         match &added.outcomes[0].verdict {
             ClaimedChangeVerdict::NotObservable { why } => {
                 assert!(below.is_empty(), "{why}");
-                assert!(why.contains("no kernel below 3.9"), "{why}");
+                assert!(why.contains("no kernel below 3.9 was measured"), "{why}");
             }
             ClaimedChangeVerdict::Agrees { .. } => assert!(!below.is_empty()),
             other => panic!("SO_REUSEPORT did not appear at 3.9: {other:?}"),

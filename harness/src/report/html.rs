@@ -7,7 +7,7 @@ use std::fmt::Write;
 
 use crate::claims::{Check, Document};
 use crate::evaluate::{Evaluation, Verdict};
-use crate::evolution::{ClaimedChangeVerdict, Evolution, EVEN_P};
+use crate::evolution::{Evolution, EVEN_P};
 
 use super::{cell, escape_html as h, kernel_heading, DistributionCell, DistributionTable};
 
@@ -68,6 +68,7 @@ table.plain th { background: #fafbfc; }
 .dist .cap { font-size: 10.5px; color: var(--muted); }
 .ok { color: var(--holds); font-weight: 600; } .bad { color: var(--contra); font-weight: 600; }
 .muted { color: var(--muted); }
+.nowrap { white-space: nowrap; }
 "#;
 
 pub fn render(evaluation: &Evaluation, evolution: &Evolution, distribution: &DistributionTable) -> String {
@@ -246,22 +247,13 @@ fn evolution_section(o: &mut String, evolution: &Evolution) {
             "claimed change not observed" => "bad",
             _ => "muted",
         };
-        let detail: Vec<String> = c
-            .outcomes
-            .iter()
-            .map(|x| match &x.verdict {
-                ClaimedChangeVerdict::Agrees { from, to } => format!("{} changes between {from} and {to}", x.experiment),
-                ClaimedChangeVerdict::NotObserved { from, to } => format!("{} is the same on {from} and {to}", x.experiment),
-                ClaimedChangeVerdict::NotObservable { why } => why.clone(),
-            })
-            .collect();
         let _ = write!(
             o,
-            "<tr><td><code>{}</code></td><td>{}</td><td class=\"{class}\">{}</td><td>{}</td></tr>",
+            "<tr><td><code>{}</code></td><td>{}</td><td class=\"{class} nowrap\">{}</td><td>{}</td></tr>",
             h(&c.claim),
             h(&c.at),
             h(overall),
-            h(&detail.join("; "))
+            h(&c.detail())
         );
     }
     o.push_str("</table>");

@@ -5,7 +5,7 @@ use std::fmt::Write;
 
 use crate::claims::{Check, Document};
 use crate::evaluate::{Evaluation, Verdict};
-use crate::evolution::{ClaimedChangeVerdict, Evolution};
+use crate::evolution::Evolution;
 
 use super::{cell, kernel_heading, DistributionTable};
 
@@ -162,16 +162,7 @@ pub fn render(evaluation: &Evaluation, evolution: &Evolution, distribution: &Dis
     let _ = writeln!(w, "| claim | at | verdict | detail |");
     let _ = writeln!(w, "|---|---|---|---|");
     for c in &evolution.claimed {
-        let detail: Vec<String> = c
-            .outcomes
-            .iter()
-            .map(|o| match &o.verdict {
-                ClaimedChangeVerdict::Agrees { from, to } => format!("`{}` changes between {from} and {to}", o.experiment),
-                ClaimedChangeVerdict::NotObserved { from, to } => format!("`{}` same on {from} and {to}", o.experiment),
-                ClaimedChangeVerdict::NotObservable { why } => why.clone(),
-            })
-            .collect();
-        let _ = writeln!(w, "| `{}` | {} | {} | {} |", c.claim, c.at, c.overall(), md(&detail.join("; ")));
+        let _ = writeln!(w, "| `{}` | {} | {} | {} |", c.claim, c.at, c.overall(), md(&c.detail()));
     }
     let claimed_points: Vec<_> = evolution.changes.iter().filter(|c| !c.claimed_by.is_empty()).collect();
     let unclaimed: Vec<_> = evolution.unclaimed().collect();
