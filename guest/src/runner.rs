@@ -41,6 +41,9 @@ pub fn run(selection: &[String], channel: &mut Channel, pid1: bool) -> std::io::
         format: wire::FORMAT,
         uname: uname(),
         pid1,
+        netns: std::fs::read_link("/proc/self/ns/net")
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_default(),
         cpus,
         selection: if selection.is_empty() {
             vec!["all".into()]

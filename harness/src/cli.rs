@@ -21,6 +21,9 @@ struct Cli {
     /// The kernel matrix.
     #[arg(long, global = true, default_value = "kernels.yaml")]
     kernels: PathBuf,
+    /// The documents' claims.
+    #[arg(long, global = true, default_value = "claims.yaml")]
+    claims: PathBuf,
     /// Never touch the network: only cached images are used, anything else is unavailable.
     #[arg(long, global = true)]
     offline: bool,
@@ -32,6 +35,19 @@ struct Cli {
 enum Command {
     /// Boot each kernel of a group (default: `default`) and record what the guest measures.
     Run(RunArgs),
+    /// Judge the claims against stored results (one or more result directories, e.g. CI shards)
+    /// and write the report.
+    Report {
+        /// Result directories; a kernel found in several is taken from the last.
+        #[arg(required = true)]
+        dirs: Vec<PathBuf>,
+        /// Where report.md, report.html, report.json and junit.xml go.
+        #[arg(long, default_value = "report")]
+        out: PathBuf,
+    },
+    /// Every outcome that changed between two result directories (the nightly regression view).
+    /// Exits 1 when anything changed.
+    Diff { old: PathBuf, new: PathBuf },
     /// Print the kernel matrix (ids, versions, sources), for people or (--json) a CI engine.
     List {
         #[arg(long)]
@@ -68,6 +84,12 @@ struct RunArgs {
     /// Keep complete results already in --out and run only the rest.
     #[arg(long)]
     resume: bool,
+    /// Where the report goes after the run.
+    #[arg(long, default_value = "report")]
+    report: PathBuf,
+    /// Compare with a stored run and fail (exit 1) naming every changed outcome.
+    #[arg(long)]
+    baseline: Option<PathBuf>,
 }
 
 pub fn main() -> Result<ExitCode> {
@@ -144,8 +166,64 @@ pub fn main() -> Result<ExitCode> {
                     cli.offline,
                 )?,
             };
-            run::run_matrix(&kernels, &opts)?;
+            let claims = load_claims(&cli.claims)?;
+            let baseline = args.baseline.as_deref().map(load_results).transpose()?;
+            let results = run::run_matrix(&kernels, &opts)?;
+            write_report(&claims, &results, &args.report)?;
+            if let Some(old) = baseline {
+                let changes = crate::diff::diff(&old, &results);
+                if !changes.is_empty() {
+                    eprintln!("{changes}");
+                    return Err(ExitKind::Failed.wrap("outcomes changed against the baseline (listed above)").into());
+                }
+                eprintln!("harness: no outcome changed against the baseline");
+            }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Report { dirs, out } => {
+            let claims = load_claims(&cli.claims)?;
+            let mut merged: std::collections::BTreeMap<String, crate::results::KernelResult> = Default::default();
+            for dir in &dirs {
+                for r in load_results(dir)? {
+                    merged.insert(r.kernel.clone(), r);
+                }
+            }
+            let results: Vec<_> = merged.into_values().collect();
+            write_report(&claims, &results, &out)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Diff { old, new } => {
+            let changes = crate::diff::diff(&load_results(&old)?, &load_results(&new)?);
+            println!("{changes}");
+            Ok(if changes.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(ExitKind::Failed as u8) })
+        }
     }
+}
+
+fn load_claims(path: &std::path::Path) -> Result<crate::claims::ClaimSet> {
+    crate::claims::load(path).map_err(|e| ExitKind::Usage.wrap(format!("{e:#}")).into())
+}
+
+fn load_results(dir: &std::path::Path) -> Result<Vec<crate::results::KernelResult>> {
+    let results = crate::results::load_dir(dir).map_err(|e| ExitKind::Usage.wrap(format!("{e:#}")))?;
+    if results.is_empty() {
+        return Err(ExitKind::Usage.wrap(format!("no results in {}", dir.display())).into());
+    }
+    Ok(results)
+}
+
+/// Judges, renders and prints where the report went with a one-line tally.
+fn write_report(
+    claims: &crate::claims::ClaimSet,
+    results: &[crate::results::KernelResult],
+    out: &std::path::Path,
+) -> Result<()> {
+    let evaluation = crate::evaluate::evaluate(claims, results);
+    let evolution = crate::evolution::analyse(results, claims);
+    let paths = crate::report::write_all(out, &evaluation, &evolution, results)?;
+    eprintln!(
+        "harness: report: {}",
+        paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+    );
+    Ok(())
 }

@@ -3,15 +3,21 @@
 
 mod acquire;
 mod cache;
+mod claims;
 mod cli;
+mod diff;
+mod evaluate;
+mod evolution;
 mod guest_binary;
 mod initramfs;
 mod interrupt;
 mod matrix;
 mod namespace;
 mod prereq;
+mod report;
 mod results;
 mod run;
+mod stats;
 mod transcript;
 mod vm;
 mod yaml;

@@ -100,7 +100,8 @@ pub fn store(dir: &Path, result: &KernelResult) -> Result<PathBuf> {
     std::fs::create_dir_all(dir)
         .with_context(|| format!("creating results directory {}", dir.display()))?;
     let path = path_for(dir, &result.kernel);
-    let json = serde_json::to_vec_pretty(result).expect("results serialize");
+    // Compact: a full catalogue is thousands of records, and people read the report, not this.
+    let json = serde_json::to_vec(result).expect("results serialize");
     write_atomically(&path, &json)?;
     Ok(path)
 }

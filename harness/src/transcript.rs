@@ -143,6 +143,7 @@ mod tests {
                 machine: "x86_64".into(),
             },
             pid1: true,
+            netns: "net:[1]".into(),
             cpus: 2,
             selection: vec!["all".into()],
             planned,

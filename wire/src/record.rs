@@ -52,6 +52,9 @@ pub struct Header {
     /// True when the guest ran as PID 1 inside a VM, false when it ran as a process in a fresh
     /// network namespace on the host.
     pub pid1: bool,
+    /// The network namespace the experiments ran in (`readlink /proc/self/ns/net`), so a host
+    /// row can be shown to have run outside the host's own namespace.
+    pub netns: String,
     /// Online CPUs as the guest saw them (the distribution experiments need to know).
     pub cpus: u32,
     /// The selection patterns the guest was given (`all` when none).
