@@ -409,10 +409,8 @@ fn precondition(record: &ExperimentRecord, fact: &str) -> Result<(), String> {
                 required.push((f, &flags_ok));
             }
             required.push(("bind.A".into(), &["ok"]));
-            if fact != "bind.B" {
-                required.push(("bind.B".into(), &["ok"]));
-            }
             if fact == "connect.B" || fact == "reply" {
+                required.push(("bind.B".into(), &["ok"]));
                 required.push(("connect.A".into(), &["ok"]));
             }
         }
