@@ -12,7 +12,7 @@ use serde::Serialize;
 use wire::{ExperimentRecord, Fact, Status};
 
 use crate::claims::{ClaimSet, Version};
-use crate::evaluate::{counted, kernel_version, ordered};
+use crate::evaluate::{counted, is_bind_fact, kernel_version, ordered};
 use crate::results::{KernelResult, RunOutcome};
 use crate::stats;
 
@@ -100,6 +100,11 @@ pub fn signature(record: &ExperimentRecord) -> Signature {
     let family = record.id.split('.').next().unwrap_or_default();
     for (name, fact) in &record.facts {
         match fact {
+            // A bind that found its address missing says nothing about behaviour (see
+            // `evaluate::is_bind_fact`): shown, but never a change point.
+            Fact::Outcomes(values) if is_bind_fact(name) && values.iter().any(|v| v == "EADDRNOTAVAIL") => {
+                s.soft(name, stable_or_unstable(values))
+            }
             Fact::Outcomes(values) => s.firm(name, stable_or_unstable(values)),
             Fact::Receivers(values) => {
                 if family == "lookup" {
