@@ -12,7 +12,10 @@ use std::sync::OnceLock;
 use serde_json::Value;
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 fn skip() -> bool {
@@ -32,7 +35,9 @@ fn results() -> &'static Path {
         let out = root().join("target").join("e2e").join("boot");
         let _ = std::fs::remove_dir_all(&out);
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_harness"));
-        cmd.current_dir(root()).args(["run", "--only", "all,selftest.crash", "--out"]).arg(&out);
+        cmd.current_dir(root())
+            .args(["run", "--only", "all,selftest.crash", "--out"])
+            .arg(&out);
         for k in KERNELS {
             cmd.args(["--kernel", k]);
         }
@@ -46,7 +51,10 @@ fn results() -> &'static Path {
 
 fn result(kernel: &str) -> Value {
     let path = results().join(format!("{kernel}.json"));
-    serde_json::from_slice(&std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))).unwrap()
+    serde_json::from_slice(
+        &std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())),
+    )
+    .unwrap()
 }
 
 fn record<'a>(result: &'a Value, id: &str) -> &'a Value {
@@ -65,14 +73,24 @@ fn outcomes(result: &Value, id: &str, fact: &str) -> Vec<String> {
         .as_array()
         .or_else(|| rec["facts"][fact]["receivers"].as_array())
         .unwrap_or_else(|| panic!("{}: {id} has no fact {fact}: {rec}", result["kernel"]));
-    values.iter().map(|v| v.as_str().unwrap().to_string()).collect()
+    values
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect()
 }
 
 fn assert_all(kernel: &str, id: &str, fact: &str, expected: &str) {
     let r = result(kernel);
     let seen = outcomes(&r, id, fact);
-    assert!(seen.len() >= 3, "{kernel}: {id}.{fact} measured {} times: {seen:?}", seen.len());
-    assert!(seen.iter().all(|v| v == expected), "{kernel}: {id}.{fact} = {seen:?}, expected {expected} every time");
+    assert!(
+        seen.len() >= 3,
+        "{kernel}: {id}.{fact} measured {} times: {seen:?}",
+        seen.len()
+    );
+    assert!(
+        seen.iter().all(|v| v == expected),
+        "{kernel}: {id}.{fact} = {seen:?}, expected {expected} every time"
+    );
 }
 
 #[test]
@@ -84,12 +102,20 @@ fn every_kernel_ran_the_whole_catalogue() {
         let r = result(kernel);
         assert_eq!(r["run"], "complete", "{kernel}: {}", r["run"]);
         let records = r["records"].as_array().unwrap();
-        assert_eq!(records.len() as u64, r["header"]["planned"].as_u64().unwrap(), "{kernel}");
+        assert_eq!(
+            records.len() as u64,
+            r["header"]["planned"].as_u64().unwrap(),
+            "{kernel}"
+        );
         for rec in records {
             if rec["id"] == "selftest.crash" {
                 continue;
             }
-            assert_eq!(rec["status"], "completed", "{kernel}: {} ended {}", rec["id"], rec["status"]);
+            assert_eq!(
+                rec["status"], "completed",
+                "{kernel}: {} ended {}",
+                rec["id"], rec["status"]
+            );
         }
     }
 }
@@ -102,13 +128,32 @@ fn debian_kernel_reports_the_release_of_its_package() {
     for kernel in ["deb-6.1", "deb-7.2"] {
         let r = result(kernel);
         let release = r["header"]["uname"]["release"].as_str().unwrap();
-        assert_eq!(r["provenance"]["kernel_release"].as_str(), Some(release), "{kernel}");
-        assert!(r["provenance"]["resolved_package"].as_str().unwrap().contains(release) || kernel == "deb-7.2");
+        assert_eq!(
+            r["provenance"]["kernel_release"].as_str(),
+            Some(release),
+            "{kernel}"
+        );
+        assert!(
+            r["provenance"]["resolved_package"]
+                .as_str()
+                .unwrap()
+                .contains(release)
+                || kernel == "deb-7.2"
+        );
         assert_eq!(r["header"]["pid1"], true);
-        assert_eq!(r["attempts"].as_array().unwrap().last().unwrap()["accel"], "tcg");
+        assert_eq!(
+            r["attempts"].as_array().unwrap().last().unwrap()["accel"],
+            "tcg"
+        );
     }
-    assert!(result("deb-6.1")["header"]["uname"]["release"].as_str().unwrap().starts_with("6.1."));
-    assert!(result("deb-7.2")["header"]["uname"]["release"].as_str().unwrap().starts_with("7."));
+    assert!(result("deb-6.1")["header"]["uname"]["release"]
+        .as_str()
+        .unwrap()
+        .starts_with("6.1."));
+    assert!(result("deb-7.2")["header"]["uname"]["release"]
+        .as_str()
+        .unwrap()
+        .starts_with("7."));
 }
 
 #[test]
@@ -118,12 +163,19 @@ fn host_row_reports_the_host_release_from_its_own_namespace() {
     }
     let r = result("host");
     let uname = nix::sys::utsname::uname().unwrap();
-    assert_eq!(r["header"]["uname"]["release"].as_str().unwrap(), uname.release().to_str().unwrap());
+    assert_eq!(
+        r["header"]["uname"]["release"].as_str().unwrap(),
+        uname.release().to_str().unwrap()
+    );
     assert_eq!(r["header"]["pid1"], false);
     let ours = std::fs::read_link("/proc/self/ns/net").unwrap();
     let theirs = r["header"]["netns"].as_str().unwrap();
     assert!(theirs.starts_with("net:["), "{theirs}");
-    assert_ne!(theirs, ours.to_str().unwrap(), "the host row ran in the test's own network namespace");
+    assert_ne!(
+        theirs,
+        ours.to_str().unwrap(),
+        "the host row ran in the test's own network namespace"
+    );
 }
 
 #[test]
@@ -132,9 +184,24 @@ fn reuseport_on_both_shares_a_loopback_port() {
         return;
     }
     for kernel in KERNELS {
-        assert_all(kernel, "bind.tcp.v4lo+v4lo.bound.a-rp.b-rp.same-uid", "b_bind", "ok");
-        assert_all(kernel, "bind.tcp.v4lo+v4lo.listening.a-rp.b-rp.same-uid", "b_listen", "ok");
-        assert_all(kernel, "bind.udp.v4lo+v4lo.bound.a-rp.b-rp.same-uid", "b_bind", "ok");
+        assert_all(
+            kernel,
+            "bind.tcp.v4lo+v4lo.bound.a-rp.b-rp.same-uid",
+            "b_bind",
+            "ok",
+        );
+        assert_all(
+            kernel,
+            "bind.tcp.v4lo+v4lo.listening.a-rp.b-rp.same-uid",
+            "b_listen",
+            "ok",
+        );
+        assert_all(
+            kernel,
+            "bind.udp.v4lo+v4lo.bound.a-rp.b-rp.same-uid",
+            "b_bind",
+            "ok",
+        );
     }
 }
 
@@ -144,9 +211,19 @@ fn a_wildcard_listener_blocks_a_specific_bind_even_with_reuseaddr_on_both() {
         return;
     }
     for kernel in KERNELS {
-        assert_all(kernel, "bind.tcp.v4any+v4lo.listening.a-ra.b-ra.same-uid", "b_bind", "EADDRINUSE");
+        assert_all(
+            kernel,
+            "bind.tcp.v4any+v4lo.listening.a-ra.b-ra.same-uid",
+            "b_bind",
+            "EADDRINUSE",
+        );
         // Not listening, SO_REUSEADDR on both lets the specific bind through.
-        assert_all(kernel, "bind.tcp.v4any+v4lo.bound.a-ra.b-ra.same-uid", "b_bind", "ok");
+        assert_all(
+            kernel,
+            "bind.tcp.v4any+v4lo.bound.a-ra.b-ra.same-uid",
+            "b_bind",
+            "ok",
+        );
     }
 }
 
@@ -156,8 +233,18 @@ fn reuseport_needs_the_same_effective_uid() {
         return;
     }
     for kernel in KERNELS {
-        assert_all(kernel, "bind.tcp.v4lo+v4lo.listening.a-rp.b-rp.other-uid", "b_bind", "EADDRINUSE");
-        assert_all(kernel, "bind.udp.v4lo+v4lo.bound.a-rp.b-rp.other-uid", "b_bind", "EADDRINUSE");
+        assert_all(
+            kernel,
+            "bind.tcp.v4lo+v4lo.listening.a-rp.b-rp.other-uid",
+            "b_bind",
+            "EADDRINUSE",
+        );
+        assert_all(
+            kernel,
+            "bind.udp.v4lo+v4lo.bound.a-rp.b-rp.other-uid",
+            "b_bind",
+            "EADDRINUSE",
+        );
     }
 }
 
@@ -167,7 +254,12 @@ fn option_support_on_modern_kernels() {
         return;
     }
     for kernel in KERNELS {
-        for opt in ["so_reuseaddr", "so_reuseport", "so_attach_reuseport_cbpf", "so_incoming_cpu"] {
+        for opt in [
+            "so_reuseaddr",
+            "so_reuseport",
+            "so_attach_reuseport_cbpf",
+            "so_incoming_cpu",
+        ] {
             assert_all_once(kernel, &format!("options.{opt}"), "set", "ok");
         }
     }
@@ -184,11 +276,19 @@ fn time_wait_is_real_and_reuseaddr_on_both_rebinds_over_it() {
         return;
     }
     for kernel in KERNELS {
-        for id in ["tw.v4.server.to-same.old-ra.new-ra", "tw.v6.client.to-same.old-ra.new-ra"] {
+        for id in [
+            "tw.v4.server.to-same.old-ra.new-ra",
+            "tw.v6.client.to-same.old-ra.new-ra",
+        ] {
             assert_all(kernel, id, "time_wait_seen", "ok");
             assert_all(kernel, id, "new_bind", "ok");
         }
-        assert_all(kernel, "tw.v4.client.to-same.old-none.new-none", "new_bind", "EADDRINUSE");
+        assert_all(
+            kernel,
+            "tw.v4.client.to-same.old-none.new-none",
+            "new_bind",
+            "EADDRINUSE",
+        );
     }
 }
 
@@ -199,9 +299,24 @@ fn the_exact_address_wins_over_the_wildcard() {
     }
     for kernel in KERNELS {
         // Document 003's example: B listens on the exact address and gets the connection.
-        assert_all(kernel, "lookup.tcp.four-listeners-all-reuseport", "to.127.0.0.1", "B");
-        assert_all(kernel, "lookup.udp.specific-then-wildcard", "to.127.0.0.1", "A");
-        assert_all(kernel, "lookup.udp.specific-then-wildcard", "to.127.0.0.2", "B");
+        assert_all(
+            kernel,
+            "lookup.tcp.four-listeners-all-reuseport",
+            "to.127.0.0.1",
+            "B",
+        );
+        assert_all(
+            kernel,
+            "lookup.udp.specific-then-wildcard",
+            "to.127.0.0.1",
+            "A",
+        );
+        assert_all(
+            kernel,
+            "lookup.udp.specific-then-wildcard",
+            "to.127.0.0.2",
+            "B",
+        );
     }
 }
 
@@ -223,11 +338,23 @@ fn reuseport_groups_spread_udp_over_every_member() {
     for kernel in KERNELS {
         let r = result(kernel);
         let rec = record(&r, "dist.udp.v4.specific.n4");
-        let counts: Vec<u64> = rec["facts"]["counts"]["counts"].as_array().unwrap().iter().map(|c| c.as_u64().unwrap()).collect();
+        let counts: Vec<u64> = rec["facts"]["counts"]["counts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_u64().unwrap())
+            .collect();
         let flows = rec["facts"]["flows"]["count"].as_u64().unwrap();
         assert_eq!(counts.len(), 4, "{kernel}: {counts:?}");
-        assert_eq!(counts.iter().sum::<u64>(), flows, "{kernel}: every datagram lands somewhere");
-        assert!(counts.iter().all(|&c| c > 0), "{kernel}: a member got nothing: {counts:?}");
+        assert_eq!(
+            counts.iter().sum::<u64>(),
+            flows,
+            "{kernel}: every datagram lands somewhere"
+        );
+        assert!(
+            counts.iter().all(|&c| c > 0),
+            "{kernel}: a member got nothing: {counts:?}"
+        );
     }
 }
 
@@ -239,8 +366,15 @@ fn a_crashing_experiment_costs_no_other_experiment_its_result() {
     for kernel in ["deb-6.1", "host"] {
         let r = result(kernel);
         let crash = record(&r, "selftest.crash");
-        assert_eq!(crash["status"]["crashed"]["signal"], "SIGSEGV", "{kernel}: {crash}");
-        let others = r["records"].as_array().unwrap().iter().filter(|x| x["id"] != "selftest.crash");
+        assert_eq!(
+            crash["status"]["crashed"]["signal"], "SIGSEGV",
+            "{kernel}: {crash}"
+        );
+        let others = r["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|x| x["id"] != "selftest.crash");
         assert!(others.clone().count() > 1000);
         for rec in others {
             assert_eq!(rec["status"], "completed", "{kernel}: {}", rec["id"]);
