@@ -621,6 +621,81 @@ impl Cache {
     }
 }
 
+/// One line of `harness images list`: a kernel's current image, or another blob (a download, an
+/// index, a config) with `id` "-".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageRow {
+    pub id: String,
+    pub size: u64,
+    pub sha256: String,
+    pub source: String,
+}
+
+impl Cache {
+    /// Kernel images first (from the `kernel:<id>` entries, by id), then every other blob.
+    pub fn image_rows(&self) -> Result<Vec<ImageRow>> {
+        let entries = self.entries()?;
+        let mut rows = Vec::new();
+        let mut shown = BTreeSet::new();
+        for entry in &entries {
+            let Some(id) = entry.key.strip_prefix("kernel:") else { continue };
+            if !self.blob_path(&entry.blob).exists() {
+                continue;
+            }
+            shown.insert(entry.blob.clone());
+            rows.push(ImageRow { id: id.to_owned(), size: entry.size, sha256: entry.blob.clone(), source: describe_kernel(&entry.meta) });
+        }
+        for blob in self.blobs()? {
+            if shown.contains(&blob.sha256) {
+                continue;
+            }
+            let source = if blob.keys.is_empty() {
+                "unreferenced (prune removes it)".to_owned()
+            } else {
+                blob.keys.iter().map(|k| describe_key(k)).collect::<Vec<_>>().join("; ")
+            };
+            rows.push(ImageRow { id: "-".to_owned(), size: blob.size, sha256: blob.sha256, source });
+        }
+        Ok(rows)
+    }
+}
+
+fn describe_kernel(meta: &BTreeMap<String, String>) -> String {
+    let get = |k: &str| meta.get(k).map(String::as_str).unwrap_or("?");
+    match get("source") {
+        "debian" => format!("debian {} {} {}", get("suite"), get("resolved_package"), get("resolved_version")),
+        "build" => {
+            let from = ["source_url", "source_path", "source_dir", "source_git"].iter().find_map(|k| meta.get(*k)).map_or("?", |s| s);
+            format!("build linux {} from {from} (compat: {})", get("kernel_version"), get("compat"))
+        }
+        "url" => format!("url {}", get("url")),
+        other => other.to_owned(),
+    }
+}
+
+fn describe_key(key: &str) -> String {
+    match key.split_once(':') {
+        Some(("url", url)) => format!("download {url}"),
+        Some(("debian-index", url)) => format!("index {url}"),
+        Some(("deb-image", deb)) => format!("image from .deb {}", &deb[..deb.len().min(12)]),
+        Some(("build", _)) => "kernel build output".to_owned(),
+        _ => key.to_owned(),
+    }
+}
+
+/// `harness images list` as a table: id, size, sha256 (first 16 digits), source.
+pub fn render_image_rows(rows: &[ImageRow]) -> String {
+    let width = rows.iter().map(|r| r.id.len()).max().unwrap_or(2).max(2);
+    let mut out = format!("{:<width$}  {:>9}  {:<16}  source\n", "id", "size", "sha256");
+    for row in rows {
+        let size = format!("{:.1} MiB", row.size as f64 / (1024.0 * 1024.0));
+        out.push_str(&format!("{:<width$}  {:>9}  {:<16}  {}\n", row.id, size, &row.sha256[..16], row.source));
+    }
+    let total: u64 = rows.iter().map(|r| r.size).sum();
+    out.push_str(&format!("{} blobs, {:.1} MiB\n", rows.len(), total as f64 / (1024.0 * 1024.0)));
+    out
+}
+
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
@@ -817,6 +892,29 @@ mod tests {
             vec![(bad.sha256.clone(), sha256_hex(b"bad?"))]
         );
         assert!(good.path.exists() && !bad.path.exists());
+    }
+
+    #[test]
+    fn listing_shows_kernels_first_then_other_blobs() {
+        let (_dir, cache) = temp_cache();
+        let image = cache.insert_bytes(b"image").unwrap();
+        let deb = cache.insert_bytes(b"deb").unwrap();
+        let meta = BTreeMap::from([
+            ("source".to_owned(), "debian".to_owned()),
+            ("suite".to_owned(), "sid".to_owned()),
+            ("resolved_package".to_owned(), "linux-binary-7.2.13+deb14-cloud-amd64".to_owned()),
+            ("resolved_version".to_owned(), "7.2.13-1".to_owned()),
+        ]);
+        cache.put_entry("kernel:current", &image, vec![deb.sha256.clone()], meta).unwrap();
+        cache.put_entry("url:http://deb.debian.org/debian/pool/x.deb", &deb, Vec::new(), BTreeMap::new()).unwrap();
+        let rows = cache.image_rows().unwrap();
+        assert_eq!(rows[0].id, "current");
+        assert_eq!(rows[0].source, "debian sid linux-binary-7.2.13+deb14-cloud-amd64 7.2.13-1");
+        assert_eq!(rows[1].id, "-");
+        assert_eq!(rows[1].source, "kernel:current (input); download http://deb.debian.org/debian/pool/x.deb");
+        let table = render_image_rows(&rows);
+        assert!(table.starts_with("id       "), "{table}");
+        assert!(table.ends_with("2 blobs, 0.0 MiB\n"), "{table}");
     }
 
     #[test]

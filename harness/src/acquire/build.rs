@@ -61,7 +61,13 @@ const REQUIRED_OPTIONS: &[&str] = &[
 ];
 
 /// Options wanted where the version has them; their absence is recorded, not refused.
-const OPTIONAL_OPTIONS: &[&str] = &["CONFIG_USER_NS", "CONFIG_BPF_SYSCALL", "CONFIG_IP_MULTICAST", "CONFIG_ACPI", "CONFIG_FUTEX"];
+const OPTIONAL_OPTIONS: &[&str] = &[
+    "CONFIG_USER_NS",
+    "CONFIG_BPF_SYSCALL",
+    "CONFIG_IP_MULTICAST",
+    "CONFIG_ACPI",
+    "CONFIG_FUTEX",
+];
 
 /// `VERSION.PATCHLEVEL.SUBLEVEL` from a tree's top Makefile.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -85,18 +91,28 @@ impl KernelVersion {
     /// Reads `VERSION`, `PATCHLEVEL` and `SUBLEVEL` from the top Makefile.
     pub fn of_tree(tree: &Path) -> Result<KernelVersion, String> {
         let makefile = tree.join("Makefile");
-        let text = fs::read_to_string(&makefile).map_err(|e| format!("{}: {e}", makefile.display()))?;
+        let text =
+            fs::read_to_string(&makefile).map_err(|e| format!("{}: {e}", makefile.display()))?;
         let field = |name: &str| -> Result<u32, String> {
             text.lines()
                 .find_map(|line| {
                     let (key, value) = line.split_once('=')?;
                     (key.trim() == name).then(|| value.trim().to_owned())
                 })
-                .ok_or_else(|| format!("{}: no {name} line; is this a kernel tree?", makefile.display()))?
+                .ok_or_else(|| {
+                    format!(
+                        "{}: no {name} line; is this a kernel tree?",
+                        makefile.display()
+                    )
+                })?
                 .parse::<u32>()
                 .map_err(|e| format!("{}: {name}: {e}", makefile.display()))
         };
-        Ok(KernelVersion { major: field("VERSION")?, minor: field("PATCHLEVEL")?, patch: field("SUBLEVEL").unwrap_or(0) })
+        Ok(KernelVersion {
+            major: field("VERSION")?,
+            minor: field("PATCHLEVEL")?,
+            patch: field("SUBLEVEL").unwrap_or(0),
+        })
     }
 }
 
@@ -122,30 +138,53 @@ pub struct Toolchain {
 impl Toolchain {
     pub fn probe() -> Result<Toolchain, String> {
         let first_line = |program: &str, args: &[&str]| -> Result<String, String> {
-            let output = Command::new(program).args(args).output().map_err(|e| format!("running {program}: {e}"))?;
-            let text = String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr);
+            let output = Command::new(program)
+                .args(args)
+                .output()
+                .map_err(|e| format!("running {program}: {e}"))?;
+            let text = String::from_utf8_lossy(&output.stdout).into_owned()
+                + &String::from_utf8_lossy(&output.stderr);
             Ok(text.lines().next().unwrap_or("").trim().to_owned())
         };
         let gcc = first_line("gcc", &["--version"])?;
         let ld = first_line("ld", &["--version"])?;
         let major = first_line("gcc", &["-dumpversion"])?;
-        let gcc_major = major.split('.').next().and_then(|m| m.parse().ok()).ok_or_else(|| format!("gcc -dumpversion said `{major}`"))?;
-        let verbose = Command::new("gcc").arg("-v").output().map_err(|e| format!("running gcc -v: {e}"))?;
+        let gcc_major = major
+            .split('.')
+            .next()
+            .and_then(|m| m.parse().ok())
+            .ok_or_else(|| format!("gcc -dumpversion said `{major}`"))?;
+        let verbose = Command::new("gcc")
+            .arg("-v")
+            .output()
+            .map_err(|e| format!("running gcc -v: {e}"))?;
         let default_pie = String::from_utf8_lossy(&verbose.stderr).contains("--enable-default-pie");
-        Ok(Toolchain { gcc, gcc_major, ld, default_pie })
+        Ok(Toolchain {
+            gcc,
+            gcc_major,
+            ld,
+            default_pie,
+        })
     }
 }
 
 /// Applies to `tree` (a private copy) every compatibility fix that `version` needs with
 /// `toolchain`; returns the make variables to pass. `Err` names a fix that should apply but
 /// whose anchor text is missing.
-pub fn compat_fixes(tree: &Path, version: KernelVersion, toolchain: &Toolchain) -> Result<CompatPlan, String> {
+pub fn compat_fixes(
+    tree: &Path,
+    version: KernelVersion,
+    toolchain: &Toolchain,
+) -> Result<CompatPlan, String> {
     let mut plan = CompatPlan::default();
     let mut cc_flags: Vec<&str> = Vec::new();
     let top_makefile = read(tree, "Makefile")?;
 
     // PIE: trees before 4.9 do not pass -fno-PIE themselves; Debian's gcc defaults to PIE.
-    if toolchain.default_pie && !top_makefile.contains("-fno-PIE") && !top_makefile.contains("-fno-pie") {
+    if toolchain.default_pie
+        && !top_makefile.contains("-fno-PIE")
+        && !top_makefile.contains("-fno-pie")
+    {
         cc_flags.extend(["-fno-pie", "-no-pie"]);
         plan.applied.push("no-pie".into());
     }
@@ -155,17 +194,23 @@ pub fn compat_fixes(tree: &Path, version: KernelVersion, toolchain: &Toolchain) 
         plan.applied.push("std-gnu89".into());
     }
     if !cc_flags.is_empty() {
-        plan.make_vars.push(format!("CC=gcc {}", cc_flags.join(" ")));
+        plan.make_vars
+            .push(format!("CC=gcc {}", cc_flags.join(" ")));
     }
 
     // 3.x includes linux/compiler-gcc<major>.h by gcc's major version.
     let headers = tree.join("include/linux");
     let wanted = headers.join(format!("compiler-gcc{}.h", toolchain.gcc_major));
     if headers.join("compiler-gcc4.h").exists() && !wanted.exists() {
-        let newest = (4..toolchain.gcc_major).rev().map(|n| headers.join(format!("compiler-gcc{n}.h"))).find(|p| p.exists());
+        let newest = (4..toolchain.gcc_major)
+            .rev()
+            .map(|n| headers.join(format!("compiler-gcc{n}.h")))
+            .find(|p| p.exists());
         let newest = newest.expect("compiler-gcc4.h exists");
-        fs::copy(&newest, &wanted).map_err(|e| format!("copying {} to {}: {e}", newest.display(), wanted.display()))?;
-        plan.applied.push(format!("compiler-gcc{}.h", toolchain.gcc_major));
+        fs::copy(&newest, &wanted)
+            .map_err(|e| format!("copying {} to {}: {e}", newest.display(), wanted.display()))?;
+        plan.applied
+            .push(format!("compiler-gcc{}.h", toolchain.gcc_major));
     }
 
     // A section attribute for data on a function declaration: gcc >= 8 rejects the conflict.
@@ -186,8 +231,14 @@ pub fn compat_fixes(tree: &Path, version: KernelVersion, toolchain: &Toolchain) 
             let anchor = text
                 .lines()
                 .find(|l| l.starts_with("KBUILD_CFLAGS := "))
-                .ok_or_else(|| format!("fix decompressor-no-sse: no `KBUILD_CFLAGS := ` line in {compressed}"))?;
-            let patched = text.replacen(anchor, &format!("{anchor}\nKBUILD_CFLAGS += -mno-mmx -mno-sse"), 1);
+                .ok_or_else(|| {
+                    format!("fix decompressor-no-sse: no `KBUILD_CFLAGS := ` line in {compressed}")
+                })?;
+            let patched = text.replacen(
+                anchor,
+                &format!("{anchor}\nKBUILD_CFLAGS += -mno-mmx -mno-sse"),
+                1,
+            );
             write(tree, compressed, &patched)?;
             plan.applied.push("decompressor-no-sse".into());
         }
@@ -202,26 +253,49 @@ pub fn compat_fixes(tree: &Path, version: KernelVersion, toolchain: &Toolchain) 
     if tree.join(relocs).exists() {
         let text = read(tree, relocs)?;
         if text.contains("case R_X86_64_PC32:") && !text.contains("R_X86_64_PLT32") {
-            write(tree, relocs, &text.replace("case R_X86_64_PC32:", "case R_X86_64_PC32:\n\tcase R_X86_64_PLT32:"))?;
+            write(
+                tree,
+                relocs,
+                &text.replace(
+                    "case R_X86_64_PC32:",
+                    "case R_X86_64_PC32:\n\tcase R_X86_64_PLT32:",
+                ),
+            )?;
             plan.applied.push("relocs-plt32".into());
         }
     }
 
     // Perl >= 5.22 rejects defined(@array).
-    replace_if_present(tree, "kernel/timeconst.pl", "if (!defined(@val)) {", "if (!@val) {", "timeconst-defined-array", &mut plan)?;
+    replace_if_present(
+        tree,
+        "kernel/timeconst.pl",
+        "if (!defined(@val)) {",
+        "if (!@val) {",
+        "timeconst-defined-array",
+        &mut plan,
+    )?;
 
     Ok(plan)
 }
 
 fn read(tree: &Path, relative: &str) -> Result<String, String> {
-    fs::read_to_string(tree.join(relative)).map_err(|e| format!("{}: {e}", tree.join(relative).display()))
+    fs::read_to_string(tree.join(relative))
+        .map_err(|e| format!("{}: {e}", tree.join(relative).display()))
 }
 
 fn write(tree: &Path, relative: &str, text: &str) -> Result<(), String> {
-    fs::write(tree.join(relative), text).map_err(|e| format!("{}: {e}", tree.join(relative).display()))
+    fs::write(tree.join(relative), text)
+        .map_err(|e| format!("{}: {e}", tree.join(relative).display()))
 }
 
-fn replace_if_present(tree: &Path, relative: &str, from: &str, to: &str, name: &str, plan: &mut CompatPlan) -> Result<(), String> {
+fn replace_if_present(
+    tree: &Path,
+    relative: &str,
+    from: &str,
+    to: &str,
+    name: &str,
+    plan: &mut CompatPlan,
+) -> Result<(), String> {
     if !tree.join(relative).exists() {
         return Ok(());
     }
@@ -245,12 +319,24 @@ fn pad_early_idt_stubs(tree: &Path, plan: &mut CompatPlan) -> Result<(), String>
         return Ok(());
     }
     let mut size = None;
-    for header in ["arch/x86/include/asm/segment.h", "arch/x86/include/asm/desc.h", "arch/x86/include/asm/processor.h"] {
-        let Ok(contents) = fs::read_to_string(tree.join(header)) else { continue };
+    for header in [
+        "arch/x86/include/asm/segment.h",
+        "arch/x86/include/asm/desc.h",
+        "arch/x86/include/asm/processor.h",
+    ] {
+        let Ok(contents) = fs::read_to_string(tree.join(header)) else {
+            continue;
+        };
         let marker = "early_idt_handlers[NUM_EXCEPTION_VECTORS][";
         if let Some(at) = contents.find(marker) {
-            let expression = contents[at + marker.len()..].split(']').next().unwrap_or("");
-            size = expression.split('+').map(|term| term.trim().parse::<u32>().ok()).sum::<Option<u32>>();
+            let expression = contents[at + marker.len()..]
+                .split(']')
+                .next()
+                .unwrap_or("");
+            size = expression
+                .split('+')
+                .map(|term| term.trim().parse::<u32>().ok())
+                .sum::<Option<u32>>();
             break;
         }
     }
@@ -267,12 +353,16 @@ fn pad_early_idt_stubs(tree: &Path, plan: &mut CompatPlan) -> Result<(), String>
         } else if trimmed == ".endr" {
             in_stubs = false;
         } else if in_stubs && trimmed.replace(' ', "") == "i=i+1" {
-            out.push_str(&format!("\t.fill early_idt_handlers + i*{size} - ., 1, 0xcc\n"));
+            out.push_str(&format!(
+                "\t.fill early_idt_handlers + i*{size} - ., 1, 0xcc\n"
+            ));
             padded = true;
         }
     }
     if !padded {
-        return Err(format!("fix early-idt-padding: no `i = i + 1` inside `.rept NUM_EXCEPTION_VECTORS` in {head}"));
+        return Err(format!(
+            "fix early-idt-padding: no `i = i + 1` inside `.rept NUM_EXCEPTION_VECTORS` in {head}"
+        ));
     }
     write(tree, head, &out)?;
     plan.applied.push(format!("early-idt-padding-{size}"));
@@ -294,7 +384,11 @@ struct SourceInput {
 }
 
 /// Finds, downloads or mirrors the source; `Err(Acquisition)` is an unavailable kernel.
-fn source_input(spec: &KernelSpec, source: &BuildSource, ctx: &AcquireContext) -> Result<std::result::Result<SourceInput, Acquisition>> {
+fn source_input(
+    spec: &KernelSpec,
+    source: &BuildSource,
+    ctx: &AcquireContext,
+) -> Result<std::result::Result<SourceInput, Acquisition>> {
     let unavailable = |reason: String| Ok(Err(Acquisition::Unavailable { reason }));
     match source {
         BuildSource::Tarball { url, sha256 } => {
@@ -330,9 +424,13 @@ fn source_input(spec: &KernelSpec, source: &BuildSource, ctx: &AcquireContext) -
         BuildSource::Dir(path) => {
             let path = ctx.resolve_path(path);
             if !path.join("Makefile").is_file() {
-                return unavailable(format!("{} is not a kernel tree (no Makefile)", path.display()));
+                return unavailable(format!(
+                    "{} is not a kernel tree (no Makefile)",
+                    path.display()
+                ));
             }
-            let listing = tree_fingerprint(&path).with_context(|| format!("listing {}", path.display()))?;
+            let listing =
+                tree_fingerprint(&path).with_context(|| format!("listing {}", path.display()))?;
             Ok(Ok(SourceInput {
                 identity: format!("dir {} {listing}", path.display()),
                 provenance: BTreeMap::from([
@@ -370,7 +468,10 @@ fn source_input(spec: &KernelSpec, source: &BuildSource, ctx: &AcquireContext) -
                     ("source_rev".to_owned(), rev.clone()),
                     ("source_commit".to_owned(), commit.clone()),
                 ]),
-                unpack: Unpack::Git { repo: repo_dir, commit },
+                unpack: Unpack::Git {
+                    repo: repo_dir,
+                    commit,
+                },
             }))
         }
     }
@@ -378,15 +479,25 @@ fn source_input(spec: &KernelSpec, source: &BuildSource, ctx: &AcquireContext) -
 
 /// A bare mirror of a remote repository in the cache, created or updated now.
 fn git_mirror(url: &str, cache: &Cache) -> Result<std::result::Result<PathBuf, String>> {
-    let mirror = cache.root().join("git").join(format!("{}.git", &sha256_hex(url.as_bytes())[..16]));
+    let mirror = cache
+        .root()
+        .join("git")
+        .join(format!("{}.git", &sha256_hex(url.as_bytes())[..16]));
     let _lock = cache.lock_key(&format!("git:{url}"))?;
     let host = crate::cache::host_of(url);
     if mirror.exists() {
         if !cache.is_offline() {
-            let output = Command::new("git").arg("-C").arg(&mirror).args(["fetch", "--quiet", "--prune", "origin"]).output();
+            let output = Command::new("git")
+                .arg("-C")
+                .arg(&mirror)
+                .args(["fetch", "--quiet", "--prune", "origin"])
+                .output();
             if let Ok(output) = output {
                 if !output.status.success() {
-                    eprintln!("git: updating the mirror of {url} failed ({}); using it as it is", last_line(&output.stderr));
+                    eprintln!(
+                        "git: updating the mirror of {url} failed ({}); using it as it is",
+                        last_line(&output.stderr)
+                    );
                 }
             }
         }
@@ -395,7 +506,8 @@ fn git_mirror(url: &str, cache: &Cache) -> Result<std::result::Result<PathBuf, S
     if cache.is_offline() {
         return Ok(Err(format!("offline and not cached: {url}")));
     }
-    fs::create_dir_all(mirror.parent().expect("mirror has a parent")).context("creating the git mirror directory")?;
+    fs::create_dir_all(mirror.parent().expect("mirror has a parent"))
+        .context("creating the git mirror directory")?;
     let output = Command::new("git")
         .args(["clone", "--mirror", "--quiet", url])
         .arg(&mirror)
@@ -403,13 +515,22 @@ fn git_mirror(url: &str, cache: &Cache) -> Result<std::result::Result<PathBuf, S
         .context("running git clone")?;
     if !output.status.success() {
         let _ = fs::remove_dir_all(&mirror);
-        return Ok(Err(format!("{host} unreachable: git clone {url}: {}", last_line(&output.stderr))));
+        return Ok(Err(format!(
+            "{host} unreachable: git clone {url}: {}",
+            last_line(&output.stderr)
+        )));
     }
     Ok(Ok(mirror))
 }
 
 fn last_line(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim().to_owned()
+    String::from_utf8_lossy(bytes)
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("")
+        .trim()
+        .to_owned()
 }
 
 /// sha256 over the sorted (path, size, mtime, mode) of every file under `root`, `.git` excluded.
@@ -428,8 +549,18 @@ fn tree_fingerprint(root: &Path) -> std::io::Result<String> {
                 }
                 continue;
             }
-            let relative = path.strip_prefix(root).unwrap_or(&path).display().to_string();
-            lines.push(format!("{relative}\t{}\t{}.{}\t{:o}", meta.len(), meta.mtime(), meta.mtime_nsec(), meta.mode()));
+            let relative = path
+                .strip_prefix(root)
+                .unwrap_or(&path)
+                .display()
+                .to_string();
+            lines.push(format!(
+                "{relative}\t{}\t{}.{}\t{:o}",
+                meta.len(),
+                meta.mtime(),
+                meta.mtime_nsec(),
+                meta.mode()
+            ));
         }
     }
     lines.sort();
@@ -437,8 +568,15 @@ fn tree_fingerprint(root: &Path) -> std::io::Result<String> {
 }
 
 /// Programs a build cannot start without, and the Debian packages that provide them.
-const PREREQUISITES: &[(&str, &str)] =
-    &[("make", "make"), ("gcc", "gcc"), ("ld", "binutils"), ("bc", "bc"), ("perl", "perl"), ("flex", "flex"), ("bison", "bison")];
+const PREREQUISITES: &[(&str, &str)] = &[
+    ("make", "make"),
+    ("gcc", "gcc"),
+    ("ld", "binutils"),
+    ("bc", "bc"),
+    ("perl", "perl"),
+    ("flex", "flex"),
+    ("bison", "bison"),
+];
 
 fn missing_prerequisites() -> Vec<(&'static str, &'static str)> {
     let path = std::env::var_os("PATH").unwrap_or_default();
@@ -449,7 +587,11 @@ fn missing_prerequisites() -> Vec<(&'static str, &'static str)> {
         .collect()
 }
 
-pub(super) fn acquire(spec: &KernelSpec, source: &BuildSource, ctx: &AcquireContext) -> Result<Acquisition> {
+pub(super) fn acquire(
+    spec: &KernelSpec,
+    source: &BuildSource,
+    ctx: &AcquireContext,
+) -> Result<Acquisition> {
     let missing = missing_prerequisites();
     if !missing.is_empty() {
         let programs: Vec<&str> = missing.iter().map(|(p, _)| *p).collect();
@@ -468,8 +610,11 @@ pub(super) fn acquire(spec: &KernelSpec, source: &BuildSource, ctx: &AcquireCont
         Err(reason) => return Ok(Acquisition::Unavailable { reason }),
     };
     let fragment = ctx.config_fragment();
-    let fragment = fragment.canonicalize().with_context(|| format!("reading the config fragment {}", fragment.display()))?;
-    let (fragment_sha256, _) = hash_file(&fragment).with_context(|| format!("hashing {}", fragment.display()))?;
+    let fragment = fragment
+        .canonicalize()
+        .with_context(|| format!("reading the config fragment {}", fragment.display()))?;
+    let (fragment_sha256, _) =
+        hash_file(&fragment).with_context(|| format!("hashing {}", fragment.display()))?;
 
     let input = match source_input(spec, source, ctx)? {
         Ok(input) => input,
@@ -491,7 +636,10 @@ pub(super) fn acquire(spec: &KernelSpec, source: &BuildSource, ctx: &AcquireCont
         if let Some(blob) = ctx.cache.valid_blob(&entry.blob)? {
             provenance.extend(entry.meta);
             provenance.insert("image_sha256".to_owned(), blob.sha256.clone());
-            return Ok(Acquisition::Image(KernelImage { path: blob.path, provenance }));
+            return Ok(Acquisition::Image(KernelImage {
+                path: blob.path,
+                provenance,
+            }));
         }
     }
 
@@ -501,7 +649,11 @@ pub(super) fn acquire(spec: &KernelSpec, source: &BuildSource, ctx: &AcquireCont
     let out = work.path().join("out");
     fs::create_dir_all(&src_parent).context("creating the build directory")?;
     fs::create_dir_all(&out).context("creating the build directory")?;
-    let log_path = ctx.cache.root().join("logs").join(format!("build-{}-{}.log", spec.id, &build_key[6..18]));
+    let log_path =
+        ctx.cache
+            .root()
+            .join("logs")
+            .join(format!("build-{}-{}.log", spec.id, &build_key[6..18]));
 
     let unpack_progress = Progress::start("unpack", &spec.id, None);
     let tree = match unpack(&input.unpack, &src_parent)? {
@@ -525,14 +677,32 @@ pub(super) fn acquire(spec: &KernelSpec, source: &BuildSource, ctx: &AcquireCont
     }
     let plan = match compat_fixes(&tree, version, &toolchain) {
         Ok(plan) => plan,
-        Err(reason) => return Ok(Acquisition::Unavailable { reason: format!("linux {version}: {reason}") }),
+        Err(reason) => {
+            return Ok(Acquisition::Unavailable {
+                reason: format!("linux {version}: {reason}"),
+            })
+        }
     };
-    provenance.insert("compat".to_owned(), if plan.applied.is_empty() { "none".to_owned() } else { plan.applied.join(",") });
+    provenance.insert(
+        "compat".to_owned(),
+        if plan.applied.is_empty() {
+            "none".to_owned()
+        } else {
+            plan.applied.join(",")
+        },
+    );
     provenance.insert("compat_version".to_owned(), COMPAT_VERSION.to_string());
 
-    let mut log = fs::File::create(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
-    writeln!(log, "# build of {} (linux {version}) with {}; compat: {}", spec.id, toolchain.gcc, plan.applied.join(","))
-        .context("writing the build log")?;
+    let mut log =
+        fs::File::create(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
+    writeln!(
+        log,
+        "# build of {} (linux {version}) with {}; compat: {}",
+        spec.id,
+        toolchain.gcc,
+        plan.applied.join(",")
+    )
+    .context("writing the build log")?;
     let log = Arc::new(Mutex::new(log));
     let make = |targets: &[&str], jobs: usize| -> Result<MakeOutcome> {
         let mut args: Vec<String> = vec![
@@ -555,40 +725,69 @@ pub(super) fn acquire(spec: &KernelSpec, source: &BuildSource, ctx: &AcquireCont
         configure = make(&["olddefconfig"], 1)?;
     }
     if !configure.success {
-        return Ok(Acquisition::Unavailable { reason: configure.failure(&format!("configuring linux {version}"), &log_path) });
-    }
-    let config_path = out.join(".config");
-    let config = fs::read_to_string(&config_path).with_context(|| format!("reading {}", config_path.display()))?;
-    let missing: Vec<&str> = REQUIRED_OPTIONS.iter().copied().filter(|o| !config_enabled(&config, o)).collect();
-    if !missing.is_empty() {
         return Ok(Acquisition::Unavailable {
-            reason: format!("linux {version}: allnoconfig + minimal.config lacks {}", missing.join(", ")),
+            reason: configure.failure(&format!("configuring linux {version}"), &log_path),
         });
     }
-    let absent: Vec<&str> = OPTIONAL_OPTIONS.iter().copied().filter(|o| !config_enabled(&config, o)).collect();
+    let config_path = out.join(".config");
+    let config = fs::read_to_string(&config_path)
+        .with_context(|| format!("reading {}", config_path.display()))?;
+    let missing: Vec<&str> = REQUIRED_OPTIONS
+        .iter()
+        .copied()
+        .filter(|o| !config_enabled(&config, o))
+        .collect();
+    if !missing.is_empty() {
+        return Ok(Acquisition::Unavailable {
+            reason: format!(
+                "linux {version}: allnoconfig + minimal.config lacks {}",
+                missing.join(", ")
+            ),
+        });
+    }
+    let absent: Vec<&str> = OPTIONAL_OPTIONS
+        .iter()
+        .copied()
+        .filter(|o| !config_enabled(&config, o))
+        .collect();
     if !absent.is_empty() {
         provenance.insert("config_absent".to_owned(), absent.join(","));
     }
 
     let build = make(&["bzImage"], ctx.jobs.max(1))?;
     if !build.success {
-        return Ok(Acquisition::Unavailable { reason: build.failure(&format!("building linux {version}"), &log_path) });
+        return Ok(Acquisition::Unavailable {
+            reason: build.failure(&format!("building linux {version}"), &log_path),
+        });
     }
     let image_path = out.join("arch/x86/boot/bzImage");
-    if !super::is_bzimage(&image_path).with_context(|| format!("reading {}", image_path.display()))? {
-        return Ok(Acquisition::Unavailable { reason: format!("{} is not a boot image", image_path.display()) });
+    if !super::is_bzimage(&image_path)
+        .with_context(|| format!("reading {}", image_path.display()))?
+    {
+        return Ok(Acquisition::Unavailable {
+            reason: format!("{} is not a boot image", image_path.display()),
+        });
     }
-    let release = fs::read_to_string(out.join("include/config/kernel.release")).unwrap_or_default().trim().to_owned();
+    let release = fs::read_to_string(out.join("include/config/kernel.release"))
+        .unwrap_or_default()
+        .trim()
+        .to_owned();
     let image = ctx.cache.insert_file(&image_path)?;
     let config_blob = ctx.cache.insert_file(&config_path)?;
     let seconds = started.elapsed().as_secs();
-    eprintln!("build {}: linux {version} ({release}) built in {seconds} s", spec.id);
+    eprintln!(
+        "build {}: linux {version} ({release}) built in {seconds} s",
+        spec.id
+    );
 
     let mut meta = BTreeMap::from([
         ("kernel_version".to_owned(), version.to_string()),
         ("kernel_release".to_owned(), release),
         ("config_sha256".to_owned(), config_blob.sha256.clone()),
-        ("config_path".to_owned(), config_blob.path.display().to_string()),
+        (
+            "config_path".to_owned(),
+            config_blob.path.display().to_string(),
+        ),
         ("compat".to_owned(), provenance["compat"].clone()),
         ("build_seconds".to_owned(), seconds.to_string()),
         ("build_log".to_owned(), log_path.display().to_string()),
@@ -602,32 +801,51 @@ pub(super) fn acquire(spec: &KernelSpec, source: &BuildSource, ctx: &AcquireCont
             inputs.push(source_sha.clone());
         }
     }
-    ctx.cache.put_entry(&build_key, &image, inputs, meta.clone())?;
+    ctx.cache
+        .put_entry(&build_key, &image, inputs, meta.clone())?;
     provenance.extend(meta);
     provenance.insert("image_sha256".to_owned(), image.sha256.clone());
-    Ok(Acquisition::Image(KernelImage { path: image.path, provenance }))
+    Ok(Acquisition::Image(KernelImage {
+        path: image.path,
+        provenance,
+    }))
 }
 
 fn config_enabled(config: &str, option: &str) -> bool {
-    config.lines().any(|line| line.strip_prefix(option).is_some_and(|rest| rest == "=y"))
+    config
+        .lines()
+        .any(|line| line.strip_prefix(option).is_some_and(|rest| rest == "=y"))
 }
 
 /// Unpacks the source under `parent`; returns the tree's root (the directory with the Makefile).
 fn unpack(unpack: &Unpack, parent: &Path) -> Result<std::result::Result<PathBuf, String>> {
     match unpack {
         Unpack::Archive(path) => {
-            let mut file = fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+            let mut file =
+                fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
             let mut magic = [0u8; 6];
-            let n = file.read(&mut magic).with_context(|| format!("reading {}", path.display()))?;
-            let file = fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+            let n = file
+                .read(&mut magic)
+                .with_context(|| format!("reading {}", path.display()))?;
+            let file =
+                fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
             let reader: Box<dyn Read> = match &magic[..n] {
                 [0xfd, b'7', b'z', b'X', b'Z', 0x00] => Box::new(xz2::read::XzDecoder::new(file)),
                 [0x1f, 0x8b, ..] => Box::new(flate2::read::GzDecoder::new(file)),
                 [0x28, 0xb5, 0x2f, 0xfd, ..] => Box::new(zstd::stream::read::Decoder::new(file)?),
                 _ if is_plain_tar(path)? => Box::new(file),
-                _ => return Ok(Err(format!("{}: not a .tar, .tar.xz, .tar.gz or .tar.zst", path.display()))),
+                _ => {
+                    return Ok(Err(format!(
+                        "{}: not a .tar, .tar.xz, .tar.gz or .tar.zst",
+                        path.display()
+                    )))
+                }
             };
-            if let Err(error) = unpack_tar_safely(std::io::BufReader::with_capacity(1 << 20, reader), parent, |_| true) {
+            if let Err(error) = unpack_tar_safely(
+                std::io::BufReader::with_capacity(1 << 20, reader),
+                parent,
+                |_| true,
+            ) {
                 return Ok(Err(format!("unpacking {}: {error:#}", path.display())));
             }
         }
@@ -641,13 +859,26 @@ fn unpack(unpack: &Unpack, parent: &Path) -> Result<std::result::Result<PathBuf,
                 .output()
                 .context("running cp")?;
             if !output.status.success() {
-                return Ok(Err(format!("copying {}: {}", dir.display(), last_line(&output.stderr))));
+                return Ok(Err(format!(
+                    "copying {}: {}",
+                    dir.display(),
+                    last_line(&output.stderr)
+                )));
             }
             if target.join(".config").exists() || target.join("include/config").exists() {
                 // An in-tree build was made there; out-of-tree builds refuse such trees.
-                let output = Command::new("make").arg("-C").arg(&target).arg("mrproper").output().context("running make mrproper")?;
+                let output = Command::new("make")
+                    .arg("-C")
+                    .arg(&target)
+                    .arg("mrproper")
+                    .output()
+                    .context("running make mrproper")?;
                 if !output.status.success() {
-                    return Ok(Err(format!("make mrproper in the copy of {}: {}", dir.display(), last_line(&output.stderr))));
+                    return Ok(Err(format!(
+                        "make mrproper in the copy of {}: {}",
+                        dir.display(),
+                        last_line(&output.stderr)
+                    )));
                 }
             }
         }
@@ -663,10 +894,20 @@ fn unpack(unpack: &Unpack, parent: &Path) -> Result<std::result::Result<PathBuf,
                 .spawn()
                 .context("running git archive")?;
             let stdout = child.stdout.take().expect("piped");
-            let unpacked = unpack_tar_safely(std::io::BufReader::with_capacity(1 << 20, stdout), &target, |_| true);
-            let output = child.wait_with_output().context("waiting for git archive")?;
+            let unpacked = unpack_tar_safely(
+                std::io::BufReader::with_capacity(1 << 20, stdout),
+                &target,
+                |_| true,
+            );
+            let output = child
+                .wait_with_output()
+                .context("waiting for git archive")?;
             if !output.status.success() {
-                return Ok(Err(format!("git archive {commit} in {}: {}", repo.display(), last_line(&output.stderr))));
+                return Ok(Err(format!(
+                    "git archive {commit} in {}: {}",
+                    repo.display(),
+                    last_line(&output.stderr)
+                )));
             }
             if let Err(error) = unpacked {
                 return Ok(Err(format!("unpacking git archive {commit}: {error:#}")));
@@ -685,7 +926,9 @@ fn unpack(unpack: &Unpack, parent: &Path) -> Result<std::result::Result<PathBuf,
     }
     match roots.as_slice() {
         [one] => Ok(Ok(one.clone())),
-        _ => Ok(Err("the source holds no single top-level directory with a Makefile".to_owned())),
+        _ => Ok(Err(
+            "the source holds no single top-level directory with a Makefile".to_owned(),
+        )),
     }
 }
 
@@ -706,11 +949,20 @@ struct MakeOutcome {
 
 impl MakeOutcome {
     fn failure(&self, what: &str, log: &Path) -> String {
-        let mut lines = if self.errors.is_empty() { self.tail.clone() } else { self.errors.clone() };
+        let mut lines = if self.errors.is_empty() {
+            self.tail.clone()
+        } else {
+            self.errors.clone()
+        };
         if lines.len() > 20 {
             lines.drain(..lines.len() - 20);
         }
-        format!("{what} failed ({}); full log: {}\n{}", self.status, log.display(), lines.join("\n"))
+        format!(
+            "{what} failed ({}); full log: {}\n{}",
+            self.status,
+            log.display(),
+            lines.join("\n")
+        )
     }
 }
 
@@ -726,7 +978,11 @@ fn is_error_line(line: &str) -> bool {
 /// Runs make with `args`, sending stdout and stderr to `log` line by line and showing progress.
 fn run_make(args: &[String], label: &str, log: &Arc<Mutex<fs::File>>) -> Result<MakeOutcome> {
     let target = args.last().cloned().unwrap_or_default();
-    let progress = Arc::new(Progress::start("build", &format!("{label} ({target})"), None));
+    let progress = Arc::new(Progress::start(
+        "build",
+        &format!("{label} ({target})"),
+        None,
+    ));
     {
         let mut file = log.lock().expect("log lock");
         writeln!(file, "$ make {}", args.join(" ")).context("writing the build log")?;
@@ -746,33 +1002,45 @@ fn run_make(args: &[String], label: &str, log: &Arc<Mutex<fs::File>>) -> Result<
         .stderr(Stdio::piped())
         .spawn()
         .context("running make")?;
-    let shared = Arc::new(Mutex::new((Vec::<String>::new(), std::collections::VecDeque::<String>::new())));
-    let readers: Vec<_> = [child.stdout.take().map(|s| Box::new(s) as Box<dyn Read + Send>), child.stderr.take().map(|s| Box::new(s) as Box<dyn Read + Send>)]
-        .into_iter()
-        .flatten()
-        .map(|stream| {
-            let log = Arc::clone(log);
-            let shared = Arc::clone(&shared);
-            let progress = Arc::clone(&progress);
-            std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines() {
-                    let Ok(line) = line else { break };
-                    if let Ok(mut file) = log.lock() {
-                        let _ = writeln!(file, "{line}");
-                    }
-                    progress.message(line.trim());
-                    let mut state = shared.lock().expect("make output lock");
-                    if is_error_line(&line) && state.0.len() < 40 {
-                        state.0.push(line.clone());
-                    }
-                    state.1.push_back(line);
-                    if state.1.len() > 20 {
-                        state.1.pop_front();
-                    }
+    let shared = Arc::new(Mutex::new((
+        Vec::<String>::new(),
+        std::collections::VecDeque::<String>::new(),
+    )));
+    let readers: Vec<_> = [
+        child
+            .stdout
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>),
+        child
+            .stderr
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>),
+    ]
+    .into_iter()
+    .flatten()
+    .map(|stream| {
+        let log = Arc::clone(log);
+        let shared = Arc::clone(&shared);
+        let progress = Arc::clone(&progress);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines() {
+                let Ok(line) = line else { break };
+                if let Ok(mut file) = log.lock() {
+                    let _ = writeln!(file, "{line}");
                 }
-            })
+                progress.message(line.trim());
+                let mut state = shared.lock().expect("make output lock");
+                if is_error_line(&line) && state.0.len() < 40 {
+                    state.0.push(line.clone());
+                }
+                state.1.push_back(line);
+                if state.1.len() > 20 {
+                    state.1.pop_front();
+                }
+            }
         })
-        .collect();
+    })
+    .collect();
     let status = child.wait().context("waiting for make")?;
     for reader in readers {
         let _ = reader.join();
@@ -786,7 +1054,12 @@ fn run_make(args: &[String], label: &str, log: &Arc<Mutex<fs::File>>) -> Result<
             progress.finish_failed();
         }
     }
-    Ok(MakeOutcome { success: status.success(), status: format!("make {target}: {status}"), errors, tail: tail.into() })
+    Ok(MakeOutcome {
+        success: status.success(),
+        status: format!("make {target}: {status}"),
+        errors,
+        tail: tail.into(),
+    })
 }
 
 #[cfg(test)]
@@ -794,7 +1067,12 @@ mod tests {
     use super::*;
 
     fn toolchain() -> Toolchain {
-        Toolchain { gcc: "gcc (Debian 12.2.0-14) 12.2.0".into(), gcc_major: 12, ld: "GNU ld 2.40".into(), default_pie: true }
+        Toolchain {
+            gcc: "gcc (Debian 12.2.0-14) 12.2.0".into(),
+            gcc_major: 12,
+            ld: "GNU ld 2.40".into(),
+            default_pie: true,
+        }
     }
 
     fn tree(files: &[(&str, &str)]) -> tempfile::TempDir {
@@ -807,7 +1085,8 @@ mod tests {
         dir
     }
 
-    const MAKEFILE_3_9: &str = "VERSION = 3\nPATCHLEVEL = 9\nSUBLEVEL = 11\nEXTRAVERSION =\nNAME = Unicycling Gorilla\n";
+    const MAKEFILE_3_9: &str =
+        "VERSION = 3\nPATCHLEVEL = 9\nSUBLEVEL = 11\nEXTRAVERSION =\nNAME = Unicycling Gorilla\n";
 
     /// The shape of 3.9's early exception stubs and their C declaration.
     const HEAD_64_3_9: &str = "ENTRY(early_idt_handlers)\n\ti = 0\n\t.rept NUM_EXCEPTION_VECTORS\n\t.if (EXCEPTION_ERRCODE_MASK >> i) & 1\n\tASM_NOP2\n\t.else\n\tpushq $0\n\t.endif\n\tpushq $i\n\tjmp early_idt_handler\n\ti = i + 1\n\t.endr\nENDPROC(early_idt_handlers)\n";
@@ -816,8 +1095,18 @@ mod tests {
     #[test]
     fn reads_the_version_from_the_makefile() {
         let dir = tree(&[("Makefile", MAKEFILE_3_9)]);
-        assert_eq!(KernelVersion::of_tree(dir.path()).unwrap(), KernelVersion { major: 3, minor: 9, patch: 11 });
-        assert_eq!(KernelVersion::of_tree(dir.path()).unwrap().to_string(), "3.9.11");
+        assert_eq!(
+            KernelVersion::of_tree(dir.path()).unwrap(),
+            KernelVersion {
+                major: 3,
+                minor: 9,
+                patch: 11
+            }
+        );
+        assert_eq!(
+            KernelVersion::of_tree(dir.path()).unwrap().to_string(),
+            "3.9.11"
+        );
     }
 
     #[test]
@@ -850,10 +1139,15 @@ mod tests {
         );
         let read = |p: &str| fs::read_to_string(dir.path().join(p)).unwrap();
         assert_eq!(read("include/linux/compiler-gcc12.h"), "/* gcc4 */\n");
-        assert!(read("include/acpi/acpiosxf.h").contains("acpi_status __init acpi_os_initialize(void);"));
-        assert!(read("arch/x86/boot/compressed/Makefile").contains("-O2\nKBUILD_CFLAGS += -mno-mmx -mno-sse\n"));
-        assert!(read("arch/x86/kernel/head_64.S").contains("\ti = i + 1\n\t.fill early_idt_handlers + i*9 - ., 1, 0xcc\n\t.endr\n"));
-        assert!(read("arch/x86/tools/relocs.c").contains("case R_X86_64_PC32:\n\tcase R_X86_64_PLT32:"));
+        assert!(read("include/acpi/acpiosxf.h")
+            .contains("acpi_status __init acpi_os_initialize(void);"));
+        assert!(read("arch/x86/boot/compressed/Makefile")
+            .contains("-O2\nKBUILD_CFLAGS += -mno-mmx -mno-sse\n"));
+        assert!(read("arch/x86/kernel/head_64.S")
+            .contains("\ti = i + 1\n\t.fill early_idt_handlers + i*9 - ., 1, 0xcc\n\t.endr\n"));
+        assert!(
+            read("arch/x86/tools/relocs.c").contains("case R_X86_64_PC32:\n\tcase R_X86_64_PLT32:")
+        );
         assert!(read("kernel/timeconst.pl").contains("if (!@val) {"));
 
         // Applying again changes nothing: every fix recognises its own work.
@@ -864,12 +1158,24 @@ mod tests {
     #[test]
     fn modern_tree_needs_no_fix() {
         let dir = tree(&[
-            ("Makefile", "VERSION = 6\nPATCHLEVEL = 1\nSUBLEVEL = 192\nKBUILD_CFLAGS += -fno-PIE\n"),
-            ("arch/x86/boot/compressed/Makefile", "KBUILD_CFLAGS := -m$(BITS) -O2\nKBUILD_CFLAGS += -mno-mmx -mno-sse\n"),
-            ("arch/x86/tools/relocs.c", "\tcase R_X86_64_PC32:\n\tcase R_X86_64_PLT32:\n"),
+            (
+                "Makefile",
+                "VERSION = 6\nPATCHLEVEL = 1\nSUBLEVEL = 192\nKBUILD_CFLAGS += -fno-PIE\n",
+            ),
+            (
+                "arch/x86/boot/compressed/Makefile",
+                "KBUILD_CFLAGS := -m$(BITS) -O2\nKBUILD_CFLAGS += -mno-mmx -mno-sse\n",
+            ),
+            (
+                "arch/x86/tools/relocs.c",
+                "\tcase R_X86_64_PC32:\n\tcase R_X86_64_PLT32:\n",
+            ),
         ]);
         let version = KernelVersion::of_tree(dir.path()).unwrap();
-        assert_eq!(compat_fixes(dir.path(), version, &toolchain()).unwrap(), CompatPlan::default());
+        assert_eq!(
+            compat_fixes(dir.path(), version, &toolchain()).unwrap(),
+            CompatPlan::default()
+        );
     }
 
     #[test]
@@ -891,5 +1197,53 @@ mod tests {
         assert!(!config_enabled(config, "CONFIG_NET_NS"));
         assert!(!config_enabled(config, "CONFIG_UNIX"));
         assert!(!config_enabled(config, "CONFIG_IPV"));
+    }
+
+    /// The kernel source Debian ships for this machine's release (`apt-get install linux-source-6.1`
+    /// on bookworm gives `/usr/src/linux-source-6.1.tar.xz`).
+    fn debian_linux_source() -> PathBuf {
+        let mut found: Vec<PathBuf> = fs::read_dir("/usr/src")
+            .map(|dir| dir.filter_map(|e| e.ok().map(|e| e.path())).collect())
+            .unwrap_or_default();
+        found.retain(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("linux-source-") && n.ends_with(".tar.xz")));
+        found.sort();
+        found.pop().expect("no /usr/src/linux-source-*.tar.xz: install one (Debian: apt-get install linux-source-6.1)")
+    }
+
+    /// Builds Debian's kernel source through the real build path with the minimal config. Takes
+    /// about 5 minutes on 2 cores the first time; then the image comes from the shared cache.
+    /// RPH_SKIP_BUILD=1 skips it for a quick inner loop (CI never sets it).
+    #[test]
+    fn builds_debian_linux_source_with_the_minimal_config() {
+        if std::env::var_os("RPH_SKIP_BUILD").is_some() {
+            eprintln!("RPH_SKIP_BUILD is set: not building a kernel");
+            return;
+        }
+        let tarball = debian_linux_source();
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned();
+        let ctx = AcquireContext::new(&root, false).unwrap();
+        let spec = KernelSpec {
+            id: "linux-source".into(),
+            version: None,
+            source: crate::matrix::KernelSource::Build(BuildSource::LocalTarball(tarball.clone())),
+            boot: Default::default(),
+        };
+        let started = Instant::now();
+        let acquisition = crate::acquire::acquire(&spec, &ctx).unwrap();
+        let Acquisition::Image(image) = acquisition else { panic!("building {} failed: {acquisition:?}", tarball.display()) };
+        eprintln!("{} -> {} in {:.0} s", tarball.display(), image.path.display(), started.elapsed().as_secs_f64());
+        let p = &image.provenance;
+        assert_eq!(p["source"], "build");
+        assert_eq!(p["source_sha256"], hash_file(&tarball).unwrap().0);
+        assert!(p["kernel_release"].starts_with(&p["kernel_version"]), "{p:?}");
+        assert_eq!(p["compat"], "none", "a current tree needs no compatibility fix: {p:?}");
+        assert!(crate::acquire::is_bzimage(&image.path).unwrap());
+        let config = fs::read_to_string(&p["config_path"]).unwrap();
+        assert_eq!(sha256_hex(config.as_bytes()), p["config_sha256"]);
+        for option in REQUIRED_OPTIONS.iter().chain(OPTIONAL_OPTIONS) {
+            assert!(config_enabled(&config, option), "{option} missing from the built config");
+        }
+        assert!(config.contains("# CONFIG_MODULES is not set"), "modules must be off");
+        assert!(!p.contains_key("config_absent"), "{p:?}");
     }
 }
