@@ -27,7 +27,7 @@ pub struct Aspect {
 
 /// An experiment's observable behaviour on one kernel, by aspect name.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
-pub struct Signature(pub BTreeMap<String, Aspect>);
+pub struct Signature(pub BTreeMap<String, Aspect>, pub Option<String>);
 
 /// Uniformity is judged "even" above this p-value and "uneven" below [`UNEVEN_P`]; between the two
 /// it is borderline. The gap keeps chance fluctuations from showing up as behaviour changes.
@@ -47,8 +47,17 @@ impl Signature {
         self.0.insert(name.to_owned(), Aspect { value: value.into(), firm: false });
     }
 
+    /// Why the record measured the environment rather than the kernel's behaviour (an address
+    /// that was not configured); such a signature is never compared.
+    pub fn unreliable(&self) -> Option<&str> {
+        self.1.as_deref()
+    }
+
     /// The aspects that differ firmly between `self` (before) and `other` (after).
     pub fn changes_to(&self, other: &Signature) -> Vec<AspectChange> {
+        if self.1.is_some() || other.1.is_some() {
+            return Vec::new();
+        }
         let mut names: Vec<&String> = self.0.keys().chain(other.0.keys()).collect();
         names.sort();
         names.dedup();
@@ -59,8 +68,8 @@ impl Signature {
                 let after = other.0.get(name);
                 let differs = match (before, after) {
                     (Some(b), Some(a)) => b.firm && a.firm && b.value != a.value,
+                    (Some(only), None) | (None, Some(only)) => only.firm,
                     (None, None) => false,
-                    _ => true,
                 };
                 differs.then(|| AspectChange {
                     aspect: name.clone(),
@@ -101,11 +110,14 @@ pub fn signature(record: &ExperimentRecord) -> Signature {
     for (name, fact) in &record.facts {
         match fact {
             // A bind that found its address missing says nothing about behaviour (see
-            // `evaluate::is_bind_fact`): shown, but never a change point.
+            // `evaluate::is_bind_fact`), and neither does anything recorded after it.
             Fact::Outcomes(values) if is_bind_fact(name) && values.iter().any(|v| v == "EADDRNOTAVAIL") => {
+                s.1 = Some(format!("{name} = {}: address not available", stable_or_unstable(values)));
                 s.soft(name, stable_or_unstable(values))
             }
             Fact::Outcomes(values) => s.firm(name, stable_or_unstable(values)),
+            // Which member got each flow depends on the boot's hash secret: never compared.
+            Fact::Receivers(_) if matches!(family, "dist" | "steer" | "cost") => {}
             Fact::Receivers(values) => {
                 if family == "lookup" {
                     s.firm(name, lookup_receivers(&record.id, values));
@@ -344,6 +356,92 @@ impl Evolution {
     pub fn unclaimed(&self) -> impl Iterator<Item = &ChangePoint> {
         self.changes.iter().filter(|c| c.claimed_by.is_empty() && !c.involves_instability)
     }
+
+    /// Change points grouped by where they happen and what changes, largest group first, so
+    /// that 49 bind cells flipping the same way read as one line.
+    pub fn groups(&self) -> Vec<ChangeGroup> {
+        let mut groups: Vec<ChangeGroup> = Vec::new();
+        for c in &self.changes {
+            let what = c.changes.iter().map(|a| format!("{}: {} → {}", a.aspect, a.before, a.after)).collect::<Vec<_>>().join("; ");
+            let family = c.experiment.split('.').next().unwrap_or_default().to_owned();
+            match groups.iter_mut().find(|g| {
+                g.from == c.from && g.to == c.to && g.what == what && g.family == family && g.claimed_by == c.claimed_by
+            }) {
+                Some(g) => g.experiments.push(c.experiment.clone()),
+                None => groups.push(ChangeGroup {
+                    from: c.from.clone(),
+                    to: c.to.clone(),
+                    family,
+                    what,
+                    claimed_by: c.claimed_by.clone(),
+                    involves_instability: c.involves_instability,
+                    experiments: vec![c.experiment.clone()],
+                    pattern: String::new(),
+                }),
+            }
+        }
+        for g in &mut groups {
+            g.pattern = sub_patterns(&g.experiments);
+        }
+        // Largest first; ties in matrix order.
+        let order: Vec<&String> = self.kernels.iter().collect();
+        let at = |k: &String| order.iter().position(|o| *o == k).unwrap_or(usize::MAX);
+        groups.sort_by(|a, b| b.experiments.len().cmp(&a.experiments.len()).then(at(&a.from).cmp(&at(&b.from))));
+        groups
+    }
+}
+
+/// Change points that happen between the same kernels, in one family, in the same way.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ChangeGroup {
+    pub from: String,
+    pub to: String,
+    pub family: String,
+    /// `b_bind: ok → EADDRINUSE; b_listen: ok → absent`.
+    pub what: String,
+    pub claimed_by: Vec<String>,
+    pub involves_instability: bool,
+    pub experiments: Vec<String>,
+    /// The experiments' ids summarised: up to four sub-groups (same first four id components),
+    /// each as a [`common_pattern`] with its size.
+    pub pattern: String,
+}
+
+/// Groups ids by their first four components and names each sub-group by its pattern, largest
+/// first: `32 × bind.tcp.v6any+v4any.time-wait.*.*.*, 16 × …`.
+pub fn sub_patterns(ids: &[String]) -> String {
+    let mut subs: Vec<(String, Vec<String>)> = Vec::new();
+    for id in ids {
+        let key: String = id.split('.').take(4).collect::<Vec<_>>().join(".");
+        match subs.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, v)) => v.push(id.clone()),
+            None => subs.push((key, vec![id.clone()])),
+        }
+    }
+    subs.sort_by(|a, b| b.1.len().cmp(&a.1.len()));
+    let mut parts: Vec<String> = subs
+        .iter()
+        .take(4)
+        .map(|(_, v)| if v.len() == 1 { v[0].clone() } else { format!("{} × {}", v.len(), common_pattern(v)) })
+        .collect();
+    if subs.len() > 4 {
+        parts.push(format!("{} more", subs[4..].iter().map(|(_, v)| v.len()).sum::<usize>()));
+    }
+    parts.join(", ")
+}
+
+/// `bind.tcp.mapped-any+mapped-lo.listening.a-ra-rp.b-ra-rp.other-uid` and
+/// `bind.tcp.v6any+v4any.listening.a-ra.b-ra.other-uid` give `bind.tcp.*.listening.*.*.other-uid`.
+pub fn common_pattern(ids: &[String]) -> String {
+    let split: Vec<Vec<&str>> = ids.iter().map(|id| id.split('.').collect()).collect();
+    let Some(first) = split.first() else { return String::new() };
+    if split.iter().any(|p| p.len() != first.len()) {
+        return format!("{}.*", first[0]);
+    }
+    (0..first.len())
+        .map(|i| if split.iter().all(|p| p[i] == first[i]) { first[i] } else { "*" })
+        .collect::<Vec<_>>()
+        .join(".")
 }
 
 /// Finds every change point in the matrix and judges every claimed one.
@@ -513,6 +611,17 @@ mod tests {
         let s = signature(&rec("bind.x", vec![("b_bind", Fact::Outcomes(strings(&["ok", "EADDRINUSE", "ok"])))]));
         assert_eq!(s.0["b_bind"].value, "unstable(ok x2, EADDRINUSE x1)");
         assert!(s.is_unstable());
+    }
+
+    #[test]
+    fn patterns_star_the_differing_components() {
+        let ids = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            common_pattern(&ids(&["bind.tcp.a+b.listening.a-ra.b-ra.other-uid", "bind.tcp.c+d.listening.a-rp.b-ra.other-uid"])),
+            "bind.tcp.*.listening.*.b-ra.other-uid"
+        );
+        assert_eq!(common_pattern(&ids(&["lookup.udp.x"])), "lookup.udp.x");
+        assert_eq!(common_pattern(&ids(&["dist.udp.v4.specific.n4", "dist.udp.v4.specific.n4.churn"])), "dist.*");
     }
 
     #[test]

@@ -265,28 +265,30 @@ fn evolution_section(o: &mut String, evolution: &Evolution) {
         unclaimed.len(),
         evolution.changes.iter().filter(|c| c.involves_instability).count()
     );
-    if !evolution.changes.is_empty() {
-        o.push_str("<table class=\"plain\"><tr><th>experiment</th><th>between</th><th>what changed</th><th>claimed by</th></tr>");
-        for c in evolution.changes.iter().take(300) {
-            let what: Vec<String> = c.changes.iter().map(|a| format!("{}: {} → {}", a.aspect, a.before, a.after)).collect();
-            let claimed = if c.claimed_by.is_empty() {
-                if c.involves_instability { "— (instability)".to_string() } else { "<b class=\"bad\">unclaimed</b>".to_string() }
+    let groups = evolution.groups();
+    if !groups.is_empty() {
+        o.push_str("<table class=\"plain\"><tr><th>between</th><th>experiments (open for the list)</th><th>what changed</th><th>claimed by</th></tr>");
+        for g in &groups {
+            let claimed = if !g.claimed_by.is_empty() {
+                h(&g.claimed_by.join(", "))
+            } else if g.involves_instability {
+                "— (an unstable outcome)".to_string()
             } else {
-                h(&c.claimed_by.join(", "))
+                "<b class=\"bad\">unclaimed</b>".to_string()
             };
+            let list: Vec<String> = g.experiments.iter().map(|e| format!("<code>{}</code>", h(e))).collect();
             let _ = write!(
                 o,
-                "<tr><td><code>{}</code></td><td>{} → {}</td><td>{}</td><td>{claimed}</td></tr>",
-                h(&c.experiment),
-                h(&c.from),
-                h(&c.to),
-                h(&what.join("; "))
+                "<tr><td class=\"nowrap\">{} → {}</td><td><details><summary>{}: <code>{}</code></summary><div class=\"detail\">{}</div></details></td><td>{}</td><td>{claimed}</td></tr>",
+                h(&g.from),
+                h(&g.to),
+                g.experiments.len(),
+                h(&g.pattern),
+                list.join("<br>"),
+                h(&g.what)
             );
         }
         o.push_str("</table>");
-        if evolution.changes.len() > 300 {
-            let _ = write!(o, "<p class=\"muted\">…and {} more in report.json.</p>", evolution.changes.len() - 300);
-        }
     }
 }
 

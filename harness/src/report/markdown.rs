@@ -9,8 +9,8 @@ use crate::evolution::Evolution;
 
 use super::{cell, kernel_heading, DistributionTable};
 
-/// Unclaimed change points listed one by one before the rest are only counted.
-const UNCLAIMED_LISTED: usize = 60;
+/// Groups of change points listed before the rest are only counted.
+const GROUPS_LISTED: usize = 40;
 
 fn md(text: &str) -> String {
     text.replace('|', "\\|").replace('\n', " ")
@@ -175,15 +175,28 @@ pub fn render(evaluation: &Evaluation, evolution: &Evolution, distribution: &Dis
         unclaimed.len(),
         instability
     );
-    if !unclaimed.is_empty() {
-        let _ = writeln!(w, "| experiment | between | what changed |");
-        let _ = writeln!(w, "|---|---|---|");
-        for c in unclaimed.iter().take(UNCLAIMED_LISTED) {
-            let what: Vec<String> = c.changes.iter().map(|a| format!("{}: {} → {}", a.aspect, a.before, a.after)).collect();
-            let _ = writeln!(w, "| `{}` | {} → {} | {} |", c.experiment, c.from, c.to, md(&what.join("; ")));
+    let groups = evolution.groups();
+    if !groups.is_empty() {
+        let _ = writeln!(w, "Grouped by where and how the behaviour changes (every change point is in `report.json`):\n");
+        let _ = writeln!(w, "| between | experiments | what changed | claimed by |");
+        let _ = writeln!(w, "|---|---|---|---|");
+        for g in groups.iter().take(GROUPS_LISTED) {
+            let who = if !g.claimed_by.is_empty() {
+                g.claimed_by.join(", ")
+            } else if g.involves_instability {
+                "— (an unstable outcome)".into()
+            } else {
+                "**unclaimed**".into()
+            };
+            let which = match g.experiments.as_slice() {
+                [one] => format!("`{one}`"),
+                many => format!("{}: {}", many.len(), md(&g.pattern)),
+            };
+            let _ = writeln!(w, "| {} → {} | {which} | {} | {who} |", g.from, g.to, md(&g.what));
         }
-        if unclaimed.len() > UNCLAIMED_LISTED {
-            let _ = writeln!(w, "\n…and {} more (all of them in `report.json`).", unclaimed.len() - UNCLAIMED_LISTED);
+        if groups.len() > GROUPS_LISTED {
+            let rest: usize = groups[GROUPS_LISTED..].iter().map(|g| g.experiments.len()).sum();
+            let _ = writeln!(w, "\n…and {} more groups ({rest} change points).", groups.len() - GROUPS_LISTED);
         }
     }
 
