@@ -24,10 +24,11 @@ main { padding: 8px 32px 48px; }
 h2 { font-size: 18px; margin: 30px 0 10px; border-bottom: 1px solid #dde1e6; padding-bottom: 4px; }
 h3 { font-size: 15px; margin: 18px 0 8px; }
 .cards { display: flex; gap: 12px; flex-wrap: wrap; margin-top: 16px; }
-.card { background: #fff; border: 1px solid #dde1e6; border-radius: 8px; padding: 10px 14px; min-width: 200px; }
+.card { background: #fff; border: 1px solid #dde1e6; border-radius: 8px; padding: 10px 14px; flex: 0 0 262px; }
 .card.unavailable { background: #eceef1; color: var(--muted); }
 .card .k { font-weight: 600; }
-.card .r { color: var(--muted); font-size: 12px; }
+.card .r { color: var(--muted); font-size: 12px; overflow: hidden; display: -webkit-box; -webkit-line-clamp: 3;
+           -webkit-box-orient: vertical; word-break: break-word; }
 .bar { display: flex; height: 8px; border-radius: 4px; overflow: hidden; margin: 8px 0 4px; background: #eceef1; }
 .bar span { display: block; height: 100%; }
 .nums { font-size: 12px; color: var(--muted); }
@@ -103,7 +104,8 @@ fn kernel_cards(o: &mut String, evaluation: &Evaluation) {
         if let Some(reason) = &k.unavailable {
             let _ = write!(
                 o,
-                "<div class=\"card unavailable\"><div class=\"k\">{}</div><div class=\"r\">unavailable: {}</div></div>",
+                "<div class=\"card unavailable\" title=\"{}\"><div class=\"k\">{}</div><div class=\"r\">unavailable: {}</div></div>",
+                h(reason),
                 h(&k.kernel),
                 h(reason)
             );
@@ -115,7 +117,7 @@ fn kernel_cards(o: &mut String, evaluation: &Evaluation) {
         let _ = write!(
             o,
             "<div class=\"card\" style=\"color:var(--ink)\"><div class=\"k\">{}</div><div class=\"r\">{} · run {}</div><div class=\"bar\">{}{}{}{}{}{}{}</div>\
-             <div class=\"nums\"><span class=\"ok\">{} hold</span> · <span class=\"bad\">{} contradicted</span> · {} unstable · {} not measured · other scope {} agree / {} disagree</div></div>",
+             <div class=\"nums\"><span class=\"ok\">{} hold</span> · <span class=\"bad\">{} contradicted</span> · {} unstable · {} not measured<br>other OS/version: {} agree, {} disagree</div></div>",
             h(&k.kernel),
             h(k.release.as_deref().or(k.version.as_deref()).unwrap_or("?")),
             h(&k.run),
