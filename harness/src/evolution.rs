@@ -271,6 +271,10 @@ pub struct ChangePoint {
     pub involves_instability: bool,
     /// Claims whose change point lies between `from` and `to` and that read this experiment.
     pub claimed_by: Vec<String>,
+    /// When the kernel on one side differs from both its neighbours, which agree with each
+    /// other, that kernel: a property of one build (or of the host row's environment) rather
+    /// than a change that stays.
+    pub alone: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -352,9 +356,15 @@ pub struct Evolution {
 }
 
 impl Evolution {
-    /// Change points no claim accounts for, that are not just instability.
+    /// Lasting change points no claim accounts for: not instability, and not one kernel that
+    /// differs from both neighbours.
     pub fn unclaimed(&self) -> impl Iterator<Item = &ChangePoint> {
-        self.changes.iter().filter(|c| c.claimed_by.is_empty() && !c.involves_instability)
+        self.changes.iter().filter(|c| c.claimed_by.is_empty() && !c.involves_instability && c.alone.is_none())
+    }
+
+    /// Change points where one kernel alone differs from its neighbours (counted once per pair).
+    pub fn lone(&self) -> impl Iterator<Item = &ChangePoint> {
+        self.changes.iter().filter(|c| c.alone.as_deref() == Some(c.to.as_str()) && !c.involves_instability)
     }
 
     /// Change points grouped by where they happen and what changes, largest group first, so
@@ -365,7 +375,12 @@ impl Evolution {
             let what = c.changes.iter().map(|a| format!("{}: {} → {}", a.aspect, a.before, a.after)).collect::<Vec<_>>().join("; ");
             let family = c.experiment.split('.').next().unwrap_or_default().to_owned();
             match groups.iter_mut().find(|g| {
-                g.from == c.from && g.to == c.to && g.what == what && g.family == family && g.claimed_by == c.claimed_by
+                g.from == c.from
+                    && g.to == c.to
+                    && g.what == what
+                    && g.family == family
+                    && g.claimed_by == c.claimed_by
+                    && g.alone == c.alone
             }) {
                 Some(g) => g.experiments.push(c.experiment.clone()),
                 None => groups.push(ChangeGroup {
@@ -375,6 +390,7 @@ impl Evolution {
                     what,
                     claimed_by: c.claimed_by.clone(),
                     involves_instability: c.involves_instability,
+                    alone: c.alone.clone(),
                     experiments: vec![c.experiment.clone()],
                     pattern: String::new(),
                 }),
@@ -401,6 +417,8 @@ pub struct ChangeGroup {
     pub what: String,
     pub claimed_by: Vec<String>,
     pub involves_instability: bool,
+    /// See [`ChangePoint::alone`].
+    pub alone: Option<String>,
     pub experiments: Vec<String>,
     /// The experiments' ids summarised: up to four sub-groups (same first four id components),
     /// each as a [`common_pattern`] with its size.
@@ -492,12 +510,14 @@ pub fn analyse(results: &[KernelResult], claims: &ClaimSet) -> Evolution {
                         changes: diff,
                         involves_instability: before.is_unstable() || sig.is_unstable(),
                         claimed_by,
+                        alone: None,
                     });
                 }
             }
             previous = Some((k, sig));
         }
     }
+    mark_lone_kernels(&mut changes, &signatures, &measured);
 
     let claimed = claims
         .claims
@@ -530,6 +550,25 @@ pub fn analyse(results: &[KernelResult], claims: &ClaimSet) -> Evolution {
             .collect(),
         changes,
         claimed,
+    }
+}
+
+/// Marks pairs of change points `a → b`, `b → c` of one experiment where `a` and `c` behave
+/// alike: `b` alone differs.
+fn mark_lone_kernels(changes: &mut [ChangePoint], signatures: &[BTreeMap<&str, Signature>], measured: &[&KernelResult]) {
+    let index = |kernel: &str| measured.iter().position(|k| k.kernel == kernel);
+    for i in 1..changes.len() {
+        let (left, right) = changes.split_at_mut(i);
+        let (first, second) = (&mut left[i - 1], &mut right[0]);
+        if first.experiment != second.experiment || first.to != second.from {
+            continue;
+        }
+        let (Some(a), Some(c)) = (index(&first.from), index(&second.to)) else { continue };
+        let id = first.experiment.as_str();
+        if signatures[a][id].changes_to(&signatures[c][id]).is_empty() {
+            first.alone = Some(first.to.clone());
+            second.alone = Some(second.from.clone());
+        }
     }
 }
 
@@ -657,6 +696,28 @@ mod tests {
             let (f, t) = (order.iter().position(|k| *k == c.from).unwrap(), order.iter().position(|k| *k == c.to).unwrap());
             assert!(f < t, "{c:?}");
             assert!(!c.changes.is_empty());
+        }
+    }
+
+    /// Between Debian's 6.1 and 7.2 a TCP socket bound to ::ffff:127.0.0.1 by another user stops
+    /// sharing a port with one on ::ffff:0.0.0.0 even with both options: no document says so, and
+    /// the evolution names it as an unclaimed, lasting change. The host row's dual-stack
+    /// TIME_WAIT cells differ from both Debian neighbours: marked as one kernel alone.
+    #[test]
+    fn unclaimed_and_lone_changes_on_the_recorded_matrix() {
+        let results = crate::evaluate::fixtures::results();
+        let evolution = analyse(&results, &crate::evaluate::fixtures::claims());
+        for c in evolution.changes.iter().filter(|c| c.alone.is_some()) {
+            let k = c.alone.as_deref().unwrap();
+            assert!(k == c.from || k == c.to, "{c:?}");
+        }
+        let has = |k: &str| evolution.kernels.iter().any(|m| m == k);
+        if has("deb-6.1") && has("deb-7.2") {
+            let id = "bind.tcp.mapped-any+mapped-lo.listening.a-ra-rp.b-ra-rp.other-uid";
+            let lasting: Vec<&ChangePoint> = evolution.unclaimed().filter(|c| c.experiment == id).collect();
+            assert_eq!(lasting.len(), 1, "{:?}", evolution.changes.iter().filter(|c| c.experiment == id).collect::<Vec<_>>());
+            assert_eq!(lasting[0].from, "deb-6.1");
+            assert!(lasting[0].changes.iter().any(|a| a.aspect == "b_bind" && a.before == "ok" && a.after == "EADDRINUSE"));
         }
     }
 }

@@ -262,9 +262,10 @@ fn evolution_section(o: &mut String, evolution: &Evolution) {
     let unclaimed: Vec<_> = evolution.unclaimed().collect();
     let _ = write!(
         o,
-        "<h3>Observed change points</h3><p>{} in all; {} unclaimed behaviour changes; {} involve an unstable outcome.</p>",
+        "<h3>Observed change points</h3><p>{} in all; <b>{} unclaimed lasting behaviour changes</b>; {} experiments where one kernel alone differs from its neighbours; {} involve an unstable outcome.</p>",
         evolution.changes.len(),
         unclaimed.len(),
+        evolution.lone().count(),
         evolution.changes.iter().filter(|c| c.involves_instability).count()
     );
     let groups = evolution.groups();
@@ -287,7 +288,10 @@ fn evolution_section(o: &mut String, evolution: &Evolution) {
                 g.experiments.len(),
                 h(&g.pattern),
                 list.join("<br>"),
-                h(&g.what)
+                match &g.alone {
+                    Some(k) => format!("{}<br><span class=\"muted\">only {} differs; its neighbours agree</span>", h(&g.what), h(k)),
+                    None => h(&g.what),
+                }
             );
         }
         o.push_str("</table>");

@@ -169,10 +169,12 @@ pub fn render(evaluation: &Evaluation, evolution: &Evolution, distribution: &Dis
     let instability = evolution.changes.iter().filter(|c| c.involves_instability).count();
     let _ = writeln!(
         w,
-        "\n### Observed change points\n\n{} change points in all: {} accounted for by a claim, {} unclaimed behaviour changes, {} involving an unstable outcome.\n",
+        "\n### Observed change points\n\n{} change points in all: {} accounted for by a claim, **{} unclaimed lasting behaviour changes**, \
+         {} experiments where one kernel alone differs from its neighbours, {} involving an unstable outcome.\n",
         evolution.changes.len(),
         claimed_points.len(),
         unclaimed.len(),
+        evolution.lone().count(),
         instability
     );
     let groups = evolution.groups();
@@ -192,7 +194,11 @@ pub fn render(evaluation: &Evaluation, evolution: &Evolution, distribution: &Dis
                 [one] => format!("`{one}`"),
                 many => format!("{}: {}", many.len(), md(&g.pattern)),
             };
-            let _ = writeln!(w, "| {} → {} | {which} | {} | {who} |", g.from, g.to, md(&g.what));
+            let what = match &g.alone {
+                Some(k) => format!("{} (only {k} differs; its neighbours agree)", g.what),
+                None => g.what.clone(),
+            };
+            let _ = writeln!(w, "| {} → {} | {which} | {} | {who} |", g.from, g.to, md(&what));
         }
         if groups.len() > GROUPS_LISTED {
             let rest: usize = groups[GROUPS_LISTED..].iter().map(|g| g.experiments.len()).sum();
