@@ -89,9 +89,21 @@ impl Verdict {
                 if groups.len() > 3 {
                     text.push_str(&format!("; and {} more", groups.len() - 3));
                 }
-                let agreeing = observed.len() - differing.len();
+                let agreeing = observed.iter().filter(|o| o.status == Match::Matches).count();
+                let unmeasured = observed.iter().filter(|o| matches!(o.status, Match::Missing { .. })).count();
+                let unstable = observed.iter().filter(|o| o.status == Match::Unstable).count();
+                let mut others = Vec::new();
                 if agreeing > 0 {
-                    text.push_str(&format!(" ({agreeing} other experiment(s) as expected)"));
+                    others.push(format!("{agreeing} other experiment(s) as expected"));
+                }
+                if unstable > 0 {
+                    others.push(format!("{unstable} unstable"));
+                }
+                if unmeasured > 0 {
+                    others.push(format!("{unmeasured} not measured"));
+                }
+                if !others.is_empty() {
+                    text.push_str(&format!(" ({})", others.join(", ")));
                 }
                 text
             }
