@@ -18,8 +18,15 @@ mod runner;
 
 use std::process::ExitCode;
 
+/// Kernel argument (no `=`, so the kernel hands it to init as an argument) that makes PID 1 power
+/// off at once: the trivial init that `harness bench` boots to measure the floor.
+const POWER_OFF_AT_ONCE: &str = "rph-poweroff";
+
 fn main() -> ExitCode {
     let pid1 = std::process::id() == 1;
+    if pid1 && std::env::args().any(|a| a == POWER_OFF_AT_ONCE) {
+        return pid1::finish(true, ExitCode::SUCCESS);
+    }
     // PID 1 must mount /proc before it can read its command line.
     let setup = if pid1 {
         pid1::init()

@@ -1,0 +1,282 @@
+//! `harness bench`: the harness held next to the floor, a bare QEMU boot of the same image whose
+//! init powers off at once. For each kernel it measures, in one run:
+//!
+//! - **cold**: an empty image cache (download or build, initramfs) and the whole catalogue;
+//! - **warm**: the same with the cache filled — nothing may be downloaded or rebuilt;
+//! - **floor**: the same kernel and initramfs booted with `rph-poweroff` (median of three);
+//! - **catalogue**: the guest's own time from its header to its trailer;
+//! - **overhead**: warm wall − floor − catalogue, everything the harness adds outside the guest.
+//!
+//! With several kernels it also times one warm run of all of them with parallel boots, against
+//! the bound (Σ floor + Σ catalogue) / cores × 1.2.
+//!
+//! This is a benchmark, not a test: it prints figures and asserts nothing.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+use crate::acquire::{self, AcquireContext, Acquisition};
+use crate::matrix::KernelSpec;
+use crate::run::{self, AccelChoice, RunOptions};
+use crate::vm::{self, Accel, Exit};
+
+pub struct BenchOptions {
+    pub repo_root: PathBuf,
+    pub scratch: PathBuf,
+    pub accel: AccelChoice,
+    /// Skip the cold runs (they download every image again).
+    pub warm_only: bool,
+}
+
+struct Row {
+    kernel: String,
+    accel: String,
+    cold: Option<Duration>,
+    warm: Duration,
+    floor: Duration,
+    catalogue: Duration,
+    vm_wall: Duration,
+    cache_changed: bool,
+}
+
+pub fn bench(kernels: &[&KernelSpec], opts: &BenchOptions) -> Result<()> {
+    std::fs::create_dir_all(&opts.scratch)
+        .with_context(|| format!("creating {}", opts.scratch.display()))?;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut rows = Vec::new();
+    for spec in kernels {
+        if spec.is_host() {
+            eprintln!("bench: {} has no image to boot bare; skipped", spec.id);
+            continue;
+        }
+        rows.push(one(spec, opts)?);
+    }
+    println!();
+    println!(
+        "{:<10} {:<5} {:>8} {:>8} {:>8} {:>10} {:>9} {:>9} {:>6}",
+        "kernel",
+        "accel",
+        "floor s",
+        "cold s",
+        "warm s",
+        "catalogue",
+        "overhead",
+        "% floor",
+        "clean"
+    );
+    for r in &rows {
+        let overhead = r.warm.as_secs_f64() - r.floor.as_secs_f64() - r.catalogue.as_secs_f64();
+        println!(
+            "{:<10} {:<5} {:>8.2} {:>8} {:>8.2} {:>10.2} {:>9.2} {:>8.0}% {:>6}",
+            r.kernel,
+            r.accel,
+            r.floor.as_secs_f64(),
+            r.cold
+                .map_or("-".to_string(), |c| format!("{:.2}", c.as_secs_f64())),
+            r.warm.as_secs_f64(),
+            r.catalogue.as_secs_f64(),
+            overhead,
+            100.0 * overhead / r.floor.as_secs_f64(),
+            if r.cache_changed { "NO" } else { "yes" },
+        );
+        println!(
+            "{:<10}       (VM wall {:.2} s: boot and power-off beyond the catalogue {:.2} s; outside the VM {:.2} s)",
+            "",
+            r.vm_wall.as_secs_f64(),
+            r.vm_wall.as_secs_f64() - r.catalogue.as_secs_f64(),
+            r.warm.as_secs_f64() - r.vm_wall.as_secs_f64(),
+        );
+    }
+    println!("clean = the warm run downloaded and rebuilt nothing (images/cache unchanged)");
+
+    if rows.len() > 1 {
+        let specs: Vec<&KernelSpec> = kernels
+            .iter()
+            .copied()
+            .filter(|k| rows.iter().any(|r| r.kernel == k.id))
+            .collect();
+        let ctx = AcquireContext::new(&opts.repo_root, false)?;
+        let out = opts.scratch.join("parallel");
+        let started = Instant::now();
+        run::run_matrix(&specs, &run_options(out, ctx, opts.accel, cores))?;
+        let wall = started.elapsed().as_secs_f64();
+        let work: f64 = rows
+            .iter()
+            .map(|r| r.floor.as_secs_f64() + r.catalogue.as_secs_f64())
+            .sum();
+        let bound = 1.2 * work / cores as f64;
+        println!(
+            "parallel warm run of {} kernels on {cores} cores: {wall:.2} s; bound 1.2 × (Σ floor + Σ catalogue) / cores = {bound:.2} s ({})",
+            rows.len(),
+            if wall <= bound { "within" } else { "over" }
+        );
+    }
+    Ok(())
+}
+
+fn run_options(
+    out: PathBuf,
+    acquire: AcquireContext,
+    accel: AccelChoice,
+    jobs: usize,
+) -> RunOptions {
+    RunOptions {
+        selection: Vec::new(),
+        out,
+        jobs,
+        accel,
+        retries: 0,
+        resume: false,
+        acquire,
+    }
+}
+
+fn one(spec: &KernelSpec, opts: &BenchOptions) -> Result<Row> {
+    let kernels = [spec];
+    let cache_root = crate::cache::default_root(&opts.repo_root);
+    // Warm: run until a run leaves the cache untouched (the first may still fill it).
+    let mut attempt_warm = || -> Result<(Duration, bool, crate::results::KernelResult)> {
+        let before = snapshot(&cache_root);
+        let ctx = AcquireContext::new(&opts.repo_root, false)?;
+        let started = Instant::now();
+        let results = run::run_matrix(
+            &kernels,
+            &run_options(opts.scratch.join("warm"), ctx, opts.accel, 1),
+        )?;
+        let wall = started.elapsed();
+        let result = results
+            .into_iter()
+            .next()
+            .context("the warm run returned no result")?;
+        Ok((wall, snapshot(&cache_root) != before, result))
+    };
+    let (mut warm, mut cache_changed, mut result) = attempt_warm()?;
+    if cache_changed {
+        eprintln!(
+            "bench: {}: the first run filled the cache; timing a second, warm one",
+            spec.id
+        );
+        (warm, cache_changed, result) = attempt_warm()?;
+    }
+    let attempt = result
+        .attempts
+        .last()
+        .context("the warm run booted nothing")?
+        .clone();
+    let guest_ms = attempt
+        .guest_ms
+        .context("the warm run's guest sent no trailer")?;
+    let accel = match attempt.accel.as_str() {
+        "kvm" => Accel::Kvm,
+        _ => Accel::Tcg,
+    };
+
+    let cold = if opts.warm_only {
+        None
+    } else {
+        let cold_root = opts.scratch.join("cold-checkout");
+        let _ = std::fs::remove_dir_all(&cold_root);
+        std::fs::create_dir_all(cold_root.join("images"))?;
+        // A checkout with an empty cache but the same config fragment and lock file.
+        link_into(
+            &opts.repo_root,
+            &cold_root,
+            &["images/config", "kernels.lock"],
+        )?;
+        let ctx = AcquireContext::new(&cold_root, false)?;
+        let started = Instant::now();
+        run::run_matrix(
+            &kernels,
+            &run_options(opts.scratch.join("cold"), ctx, AccelChoice::Force(accel), 1),
+        )?;
+        Some(started.elapsed())
+    };
+
+    let ctx = AcquireContext::new(&opts.repo_root, true)?;
+    let Acquisition::Image(image) = acquire::acquire(spec, &ctx)? else {
+        bail!("{}: no image after a successful run", spec.id);
+    };
+    let guest = crate::guest_binary::static_guest()?;
+    let initrd = crate::initramfs::for_guest(&guest, ctx.cache.root())?;
+    let mut floors = Vec::new();
+    for i in 0..3 {
+        let boot = vm::Boot {
+            kernel: image.path.clone(),
+            initrd: initrd.clone(),
+            accel,
+            memory_mib: spec.boot.memory_mib.unwrap_or(run::DEFAULT_MEMORY_MIB),
+            cpus: spec.boot.cpus.unwrap_or(run::DEFAULT_CPUS),
+            extra_cmdline: Some(match &spec.boot.cmdline {
+                Some(extra) => format!("{extra} rph-poweroff"),
+                None => "rph-poweroff".into(),
+            }),
+            selection: Vec::new(),
+            timeout: Duration::from_secs(120),
+            workdir: opts
+                .scratch
+                .join("floor")
+                .join(&spec.id)
+                .join(i.to_string()),
+        };
+        let run = vm::boot(&boot)?;
+        if run.exit != Exit::Code(0) {
+            bail!(
+                "{}: the bare boot did not power off cleanly ({:?})",
+                spec.id,
+                run.exit
+            );
+        }
+        floors.push(run.wall);
+    }
+    floors.sort();
+    Ok(Row {
+        kernel: spec.id.clone(),
+        accel: accel.name().into(),
+        cold,
+        warm,
+        floor: floors[1],
+        catalogue: Duration::from_millis(guest_ms),
+        vm_wall: Duration::from_millis(attempt.wall_ms),
+        cache_changed,
+    })
+}
+
+fn link_into(from: &Path, to: &Path, entries: &[&str]) -> Result<()> {
+    for entry in entries {
+        let source = from.join(entry);
+        if source.exists() {
+            let target = to.join(entry);
+            if let Some(parent) = target.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            std::os::unix::fs::symlink(&source, &target)
+                .with_context(|| format!("linking {} to {}", target.display(), source.display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// Names, sizes and modification times of every file under the cache, except the lock files and
+/// the short-lived package indexes' freshness stamps, which a warm run may touch.
+fn snapshot(root: &Path) -> Vec<(PathBuf, u64, Option<std::time::SystemTime>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let Ok(meta) = entry.metadata() else { continue };
+            if meta.is_dir() {
+                stack.push(path);
+            } else if !path.to_string_lossy().ends_with(".lock") {
+                out.push((path, meta.len(), meta.modified().ok()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
