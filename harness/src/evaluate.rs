@@ -669,39 +669,8 @@ pub fn format_spread(spread: Option<f64>) -> String {
 mod tests {
     use super::*;
     use crate::claims::{Document, VersionRange};
-    use crate::results::RESULT_FORMAT;
 
-    // These tests build results in memory only to exercise the verdict logic's corner cases
-    // (unavailable kernels, unknown versions); verdicts on real measurements are tested against
-    // the recorded fixtures in `tests_on_fixtures` below.
-
-    fn claim(scope: Scope, tests: Vec<Test>) -> Claim {
-        Claim {
-            id: "t".into(),
-            doc: Document::StackOverflowAnswer,
-            quote: "q".into(),
-            scope,
-            changes_at: None,
-            note: None,
-            check: Check::Measured(tests),
-        }
-    }
-
-    fn unavailable(kernel: &str, version: &str) -> KernelResult {
-        KernelResult {
-            format: RESULT_FORMAT,
-            kernel: kernel.into(),
-            version: Some(version.into()),
-            provenance: None,
-            run: RunOutcome::Unavailable { reason: "no image".into() },
-            attempts: vec![],
-            header: None,
-            records: vec![],
-            finished_at: 0,
-        }
-    }
-
-    fn test_on(id: &str) -> Test {
+    fn on(id: &str) -> Test {
         Test {
             experiments: vec![id.into()],
             fact: "set".into(),
@@ -710,23 +679,49 @@ mod tests {
         }
     }
 
-    #[test]
-    fn unavailable_kernel_is_never_a_pass() {
-        let c = claim(Scope::Any, vec![test_on("options.so_reuseport")]);
-        let v = judge(&c, &unavailable("k", "3.8"));
-        assert_eq!(v, Verdict::NotMeasured { why: "kernel unavailable: no image".into() });
-        let linux_new = Scope::Linux(VersionRange::try_from(">=3.9".to_string()).unwrap());
-        let c = claim(linux_new, vec![test_on("options.so_reuseport")]);
-        let v = judge(&c, &unavailable("k", "3.8"));
-        assert_eq!(v.label(), "out-of-scope");
-        assert_eq!(v.agreement(), Some(Agreement::Unknown));
+    fn claim(scope: Scope) -> Claim {
+        Claim {
+            id: "t".into(),
+            doc: Document::StackOverflowAnswer,
+            quote: "q".into(),
+            scope,
+            changes_at: None,
+            note: None,
+            check: Check::Measured(vec![on("options.so_reuseport")]),
+        }
     }
 
+    /// The recorded 3.8 row could not be obtained: in scope it is not measured, out of scope it
+    /// is out of scope with an unknown agreement, never a pass.
     #[test]
-    fn ordering_is_numeric() {
-        let ks = [unavailable("b", "6.12"), unavailable("a", "6.1"), unavailable("c", "3.10"), unavailable("d", "3.9")];
-        let order: Vec<&str> = ordered(&ks).iter().map(|k| k.kernel.as_str()).collect();
-        assert_eq!(order, ["d", "c", "a", "b"]);
+    fn unavailable_kernel_is_never_a_pass() {
+        let results = fixtures::results();
+        let unavailable: Vec<&KernelResult> =
+            results.iter().filter(|k| matches!(k.run, RunOutcome::Unavailable { .. })).collect();
+        assert!(!unavailable.is_empty(), "the fixtures record no unavailable kernel");
+        for k in unavailable {
+            let RunOutcome::Unavailable { reason } = &k.run else { unreachable!() };
+            let v = judge(&claim(Scope::Any), k);
+            assert_eq!(v, Verdict::NotMeasured { why: format!("kernel unavailable: {reason}") });
+            let other_os = judge(&claim(Scope::Os(crate::claims::OtherOs::Bsd)), k);
+            assert_eq!(other_os.label(), "out-of-scope");
+            assert_eq!(other_os.agreement(), Some(Agreement::Unknown));
+            let newer = Scope::Linux(VersionRange::try_from(">=99".to_string()).unwrap());
+            assert_eq!(judge(&claim(newer), k).agreement(), Some(Agreement::Unknown));
+        }
+    }
+
+    /// Kernels order by the version kernels.yaml names, the host row by the release it measured.
+    #[test]
+    fn ordering_is_numeric_and_the_host_sorts_by_its_release() {
+        let results = fixtures::results();
+        let order = ordered(&results);
+        let versions: Vec<Version> = order.iter().map(|k| kernel_version(k).expect("every recorded kernel has a version")).collect();
+        assert!(versions.windows(2).all(|w| w[0] <= w[1]), "{versions:?}");
+        if let Some(host) = order.iter().find(|k| k.version.is_none()) {
+            let release = Version::parse_prefix(host.release().unwrap()).unwrap();
+            assert_eq!(kernel_version(host), Some(release));
+        }
     }
 
     #[test]
