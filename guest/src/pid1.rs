@@ -76,14 +76,44 @@ fn network(problems: &mut Vec<String>) {
             "ioctl(SIOCSIFFLAGS, lo, IFF_UP|IFF_MULTICAST) = {e}"
         ));
     }
+    // Without this a fresh address is "tentative" until duplicate address detection finishes,
+    // and binds to it fail with EADDRNOTAVAIL: on the host row the experiments start sooner
+    // than DAD ends. Nothing else is on this `lo` to collide with.
+    let no_dad = "/proc/sys/net/ipv6/conf/lo/accept_dad";
+    if let Err(e) = std::fs::write(no_dad, "0") {
+        problems.push(format!("write({no_dad:?}, \"0\") = {e}"));
+    }
     if let Err(e) = add_inet6_address("lo", [0x2001, 0xdb8, 0, 0, 0, 0, 0, 1], 128) {
         problems.push(format!("ioctl(SIOCSIFADDR, lo, 2001:db8::1/128) = {e}"));
+    } else if !wait_until_usable("20010db8000000000000000000000001") {
+        problems.push("2001:db8::1 on lo stayed tentative for 2 s".into());
     }
     for (path, value) in SYSCTLS {
         if let Err(e) = std::fs::write(path, value) {
             problems.push(format!("write({path:?}, {value:?}) = {e}"));
         }
     }
+}
+
+/// Waits (bounded) until /proc/net/if_inet6 lists the address without the tentative flag.
+fn wait_until_usable(hex: &str) -> bool {
+    const IFA_F_TENTATIVE: u32 = 0x40;
+    for _ in 0..200 {
+        let table = std::fs::read_to_string("/proc/net/if_inet6").unwrap_or_default();
+        let usable = table.lines().any(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            fields.first() == Some(&hex)
+                && fields
+                    .get(4)
+                    .and_then(|f| u32::from_str_radix(f, 16).ok())
+                    .is_some_and(|flags| flags & IFA_F_TENTATIVE == 0)
+        });
+        if usable {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    false
 }
 
 fn ifreq_socket(family: libc::c_int) -> std::io::Result<std::os::fd::OwnedFd> {
