@@ -107,6 +107,9 @@ fn bring_into_state(
                 drop(accepted);
                 return Ok(("ok".into(), None));
             }
+            // Closed with a reset when the repetition ends (it is dropped before A): one packet
+            // instead of a FIN exchange, and no TIME_WAIT left on the peer's port.
+            let _ = accepted.set_linger(Some(std::time::Duration::ZERO));
             Ok(("ok".into(), Some(accepted)))
         }
     }
