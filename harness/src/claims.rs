@@ -397,12 +397,6 @@ pub struct ClaimSet {
     pub claims: Vec<Claim>,
 }
 
-impl ClaimSet {
-    pub fn get(&self, id: &str) -> Option<&Claim> {
-        self.claims.iter().find(|c| c.id == id)
-    }
-}
-
 /// Reads, parses and validates a claims file against the catalogue.
 pub fn load(path: &Path) -> Result<ClaimSet> {
     let text = std::fs::read_to_string(path)

@@ -38,11 +38,8 @@ pub fn render(evaluation: &Evaluation) -> String {
                     let _ = write!(out, "<skipped message=\"unavailable: {}\"/>", xml(reason));
                 }
                 (None, Verdict::Holds { .. }) => {}
-                (None, Verdict::Contradicted { .. }) => {
-                    let _ = write!(out, "<failure type=\"contradicted\" message=\"{}\"/>", xml(&verdict.summary()));
-                }
-                (None, Verdict::Unstable { .. }) => {
-                    let _ = write!(out, "<failure type=\"unstable\" message=\"{}\"/>", xml(&verdict.summary()));
+                (None, Verdict::Contradicted { .. } | Verdict::Unstable { .. }) => {
+                    let _ = write!(out, "<failure type=\"{}\" message=\"{}\"/>", verdict.label(), xml(&verdict.summary()));
                 }
                 (None, _) => {
                     let _ = write!(out, "<skipped message=\"{}\"/>", xml(&verdict.summary()));
