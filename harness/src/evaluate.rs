@@ -53,7 +53,8 @@ impl Verdict {
         }
     }
 
-    /// The observations behind the verdict, for detail views.
+    /// The observations behind the verdict (the reports read them through [`Verdict::summary`]).
+    #[cfg(test)]
     pub fn observations(&self) -> &[Observation] {
         match self {
             Verdict::Holds { observed } | Verdict::Contradicted { observed, .. } => observed,
