@@ -25,11 +25,14 @@ pub struct Aspect {
     pub firm: bool,
 }
 
-/// An experiment's observable behaviour on one kernel, by aspect name; and, when the record
-/// measured the environment rather than the kernel (an address that was not configured), why —
-/// such a signature is never compared.
+/// An experiment's observable behaviour on one kernel, by aspect name. A record that measured
+/// the environment rather than the kernel (an address that was not configured) carries the
+/// [`ENVIRONMENT`] aspect saying why, and is never compared.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
-pub struct Signature(pub BTreeMap<String, Aspect>, pub Option<String>);
+pub struct Signature(pub BTreeMap<String, Aspect>);
+
+/// The aspect that marks a signature as a measurement of the environment.
+pub const ENVIRONMENT: &str = "environment";
 
 /// Uniformity is judged "even" above this p-value and "uneven" below [`UNEVEN_P`]; between the two
 /// it is borderline. The gap keeps chance fluctuations from showing up as behaviour changes.
@@ -51,7 +54,7 @@ impl Signature {
 
     /// The aspects that differ firmly between `self` (before) and `other` (after).
     pub fn changes_to(&self, other: &Signature) -> Vec<AspectChange> {
-        if self.1.is_some() || other.1.is_some() {
+        if self.0.contains_key(ENVIRONMENT) || other.0.contains_key(ENVIRONMENT) {
             return Vec::new();
         }
         let mut names: Vec<&String> = self.0.keys().chain(other.0.keys()).collect();
@@ -108,7 +111,7 @@ pub fn signature(record: &ExperimentRecord) -> Signature {
             // A bind that found its address missing says nothing about behaviour (see
             // `evaluate::is_bind_fact`), and neither does anything recorded after it.
             Fact::Outcomes(values) if is_bind_fact(name) && values.iter().any(|v| v == "EADDRNOTAVAIL") => {
-                s.1 = Some(format!("{name} = {}: address not available", stable_or_unstable(values)));
+                s.soft(ENVIRONMENT, format!("{name} = {}: address not available", stable_or_unstable(values)));
                 s.soft(name, stable_or_unstable(values))
             }
             Fact::Outcomes(values) => s.firm(name, stable_or_unstable(values)),
