@@ -9,7 +9,7 @@ use crate::claims::{Check, Document};
 use crate::evaluate::{Evaluation, Verdict};
 use crate::evolution::{Evolution, EVEN_P};
 
-use super::{cell, escape_html as h, kernel_heading, DistributionCell, DistributionTable};
+use super::{cell, escape_html as h, kernel_heading, CostCell, DistributionCell, DistributionTable};
 
 const STYLE: &str = r#"
 :root { --holds:#2e9d5b; --contra:#d1343a; --unstable:#e69a1c; --missing:#c9ced6; --untested:#eef0f3;
@@ -93,6 +93,7 @@ pub fn render(evaluation: &Evaluation, evolution: &Evolution, distribution: &Dis
     matrix(&mut o, evaluation);
     evolution_section(&mut o, evolution);
     distribution_section(&mut o, distribution);
+    cost_section(&mut o, distribution);
     untested(&mut o, evaluation);
     o.push_str("</main></body></html>\n");
     o
@@ -347,6 +348,59 @@ fn distribution_section(o: &mut String, distribution: &DistributionTable) {
             match c {
                 Some(c) => {
                     let _ = write!(o, "<td>{}<div class=\"cap\">{}</div></td>", bars(c), h(&c.summary()));
+                }
+                None => o.push_str("<td class=\"muted\">–</td>"),
+            }
+        }
+        o.push_str("</tr>");
+    }
+    o.push_str("</table>");
+}
+
+/// Time per flow against group size, one bar per size, scaled to the largest.
+fn cost_bars(c: &CostCell) -> String {
+    let (width, height) = (150.0, 44.0);
+    let n = c.ns_per_flow.len().max(1) as f64;
+    let top = c.ns_per_flow.iter().copied().fold(0.0, f64::max).max(1.0) * 1.1;
+    let bar_w = width / n - 6.0;
+    let colour = match c.growth {
+        Some(g) if g <= crate::evolution::FLAT_RATIO => "#2e9d5b",
+        Some(g) if g >= crate::evolution::GROWS_RATIO => "#d1343a",
+        _ => "#e69a1c",
+    };
+    let mut s = format!("<svg width=\"{width}\" height=\"{height}\" viewBox=\"0 0 {width} {height}\" role=\"img\">");
+    for (i, (size, ns)) in c.sizes.iter().zip(&c.ns_per_flow).enumerate() {
+        let bh = ns / top * (height - 10.0);
+        let x = i as f64 * (bar_w + 6.0);
+        let _ = write!(
+            s,
+            "<rect x=\"{x:.1}\" y=\"{:.1}\" width=\"{bar_w:.1}\" height=\"{bh:.1}\" fill=\"{colour}\" rx=\"1\"><title>{size} sockets: {:.0} ns</title></rect>\
+             <text x=\"{:.1}\" y=\"{height}\" font-size=\"8\" text-anchor=\"middle\" fill=\"#5f6b7a\">{size}</text>",
+            height - 10.0 - bh,
+            ns,
+            x + bar_w / 2.0
+        );
+    }
+    s.push_str("</svg>");
+    s
+}
+
+fn cost_section(o: &mut String, distribution: &DistributionTable) {
+    o.push_str(
+        "<h3>Lookup cost against group size</h3><p>Median time per connection (TCP) or datagram (UDP) to a port shared by \
+         1, 16, 256 and 1024 SO_REUSEPORT sockets, measured within one boot (bars by group size). Green: flat (largest at most \
+         twice a group of one).</p><table class=\"plain dist\"><tr><th>experiment</th>",
+    );
+    for k in &distribution.kernels {
+        let _ = write!(o, "<th>{}</th>", h(k));
+    }
+    o.push_str("</tr>");
+    for row in &distribution.cost {
+        let _ = write!(o, "<tr><td class=\"name\"><code>{}</code></td>", h(&row.experiment));
+        for c in &row.cells {
+            match c {
+                Some(c) => {
+                    let _ = write!(o, "<td>{}<div class=\"cap\">{}</div></td>", cost_bars(c), h(&c.summary()));
                 }
                 None => o.push_str("<td class=\"muted\">–</td>"),
             }

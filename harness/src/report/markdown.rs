@@ -231,6 +231,26 @@ pub fn render(evaluation: &Evaluation, evolution: &Evolution, distribution: &Dis
         let _ = writeln!(w);
     }
 
+    let _ = writeln!(w, "\n### Lookup cost against group size\n");
+    let _ = writeln!(w, "Median time per connection (TCP) or datagram (UDP) to a port shared by groups of 1 to 1024 SO_REUSEPORT sockets, measured within one boot.\n");
+    let _ = write!(w, "| experiment |");
+    for k in &distribution.kernels {
+        let _ = write!(w, " {k} |");
+    }
+    let _ = writeln!(w);
+    let _ = write!(w, "|---|");
+    for _ in &distribution.kernels {
+        let _ = write!(w, "---|");
+    }
+    let _ = writeln!(w);
+    for row in &distribution.cost {
+        let _ = write!(w, "| `{}` |", row.experiment);
+        for c in &row.cells {
+            let _ = write!(w, " {} |", c.as_ref().map(|c| c.summary()).unwrap_or_else(|| "–".into()));
+        }
+        let _ = writeln!(w);
+    }
+
     // Untested.
     let _ = writeln!(w, "\n## Claims no experiment can test\n");
     for row in &evaluation.rows {

@@ -107,6 +107,8 @@ pub struct DistributionRow {
 pub struct DistributionTable {
     pub kernels: Vec<String>,
     pub rows: Vec<DistributionRow>,
+    /// Lookup cost against group size (`cost.*`), same kernel order.
+    pub cost: Vec<CostRow>,
 }
 
 /// Every distribution and steering experiment of the catalogue, per kernel in version order.
@@ -121,7 +123,60 @@ pub fn distribution_table(results: &[KernelResult]) -> DistributionTable {
             DistributionRow { experiment: id, description: e.describe(), cells }
         })
         .collect();
-    DistributionTable { kernels: kernels.iter().map(|k| k.kernel.clone()).collect(), rows }
+    DistributionTable { kernels: kernels.iter().map(|k| k.kernel.clone()).collect(), rows, cost: cost_table(results) }
+}
+
+/// One lookup-cost experiment on one kernel: time per flow for each group size built.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CostCell {
+    pub sizes: Vec<u64>,
+    pub ns_per_flow: Vec<f64>,
+    /// Largest time over the time with a group of one.
+    pub growth: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CostRow {
+    pub experiment: String,
+    pub cells: Vec<Option<CostCell>>,
+}
+
+/// The lookup-cost experiments per kernel in version order.
+pub fn cost_table(results: &[KernelResult]) -> Vec<CostRow> {
+    let kernels = evaluate::ordered(results);
+    wire::catalogue()
+        .into_iter()
+        .filter(|e| e.family() == wire::Family::LookupCost)
+        .map(|e| {
+            let id = e.id();
+            let cells = kernels
+                .iter()
+                .map(|k| {
+                    let r = k.record(&id)?;
+                    let (Some(Fact::Counts(sizes)), Some(Fact::Numbers(ns))) = (r.facts.get("sizes"), r.facts.get("ns_per_flow")) else {
+                        return None;
+                    };
+                    Some(CostCell { sizes: sizes.clone(), ns_per_flow: ns.clone(), growth: stats::growth_over_first(ns) })
+                })
+                .collect();
+            CostRow { experiment: id, cells }
+        })
+        .collect()
+}
+
+impl CostCell {
+    pub fn summary(&self) -> String {
+        let points: Vec<String> = self
+            .sizes
+            .iter()
+            .zip(&self.ns_per_flow)
+            .map(|(s, ns)| format!("{s}: {:.1} µs", ns / 1000.0))
+            .collect();
+        match self.growth {
+            Some(g) => format!("{} (largest/first {g:.2})", points.join(", ")),
+            None => points.join(", "),
+        }
+    }
 }
 
 fn distribution_cell(record: &wire::ExperimentRecord) -> Option<DistributionCell> {
