@@ -240,13 +240,19 @@ pub fn package_index(
     mirror: &str,
     cache: &Cache,
 ) -> Result<std::result::Result<(PackageIndex, BTreeMap<String, String>), String>> {
+    Ok(match index_blob(suite, mirror, cache)? {
+        Ok((blob, meta)) => Ok((parse_index_blob(suite, &blob)?, meta)),
+        Err(reason) => Err(reason),
+    })
+}
+
+/// The compressed index as a cache blob, and provenance about it (URL, sha256, age).
+fn index_blob(suite: &str, mirror: &str, cache: &Cache) -> Result<std::result::Result<(Blob, BTreeMap<String, String>), String>> {
     let url = format!("{mirror}/dists/{suite}/main/binary-amd64/Packages.xz");
     let key = format!("debian-index:{url}");
     let _lock = cache.lock_key(&key)?;
     let cached = match cache.entry(&key)? {
-        Some(entry) => cache
-            .valid_blob(&entry.blob)?
-            .map(|blob| (blob, Cache::entry_age(&entry))),
+        Some(entry) => cache.valid_blob(&entry.blob)?.map(|blob| (blob, Cache::entry_age(&entry))),
         None => None,
     };
     let mut meta = BTreeMap::new();
@@ -267,10 +273,7 @@ pub fn package_index(
             Err(FetchError::Local(error)) => return Err(error),
             Err(world) => match cached {
                 Some((blob, age)) => {
-                    eprintln!(
-                        "debian: {world}; using the cached {suite} index from {} s ago",
-                        age.as_secs()
-                    );
+                    eprintln!("debian: {world}; using the cached {suite} index from {} s ago", age.as_secs());
                     meta.insert("index_age_s".to_owned(), age.as_secs().to_string());
                     meta.insert("index_stale".to_owned(), world.to_string());
                     blob
@@ -280,36 +283,41 @@ pub fn package_index(
         },
     };
     meta.insert("index_sha256".to_owned(), blob.sha256.clone());
-    let mut text = String::new();
-    let file = std::fs::File::open(&blob.path)
-        .with_context(|| format!("opening {}", blob.path.display()))?;
-    std::io::Read::read_to_string(&mut xz2::read::XzDecoder::new(file), &mut text)
-        .with_context(|| format!("decompressing the {suite} index {}", blob.path.display()))?;
-    Ok(Ok((PackageIndex::parse(&text), meta)))
+    Ok(Ok((blob, meta)))
 }
 
-pub(super) fn acquire(
-    id: &str,
-    suite: &str,
-    package: &str,
-    ctx: &AcquireContext,
-) -> Result<Acquisition> {
+fn parse_index_blob(suite: &str, blob: &Blob) -> Result<PackageIndex> {
+    let mut text = String::new();
+    let file = std::fs::File::open(&blob.path).with_context(|| format!("opening {}", blob.path.display()))?;
+    std::io::Read::read_to_string(&mut xz2::read::XzDecoder::new(file), &mut text)
+        .with_context(|| format!("decompressing the {suite} index {}", blob.path.display()))?;
+    Ok(PackageIndex::parse(&text))
+}
+
+pub(super) fn acquire(id: &str, suite: &str, package: &str, ctx: &AcquireContext) -> Result<Acquisition> {
     let cache = &ctx.cache;
-    let (index, mut provenance) = match package_index(suite, &ctx.debian_mirror, cache)? {
+    let (index, index_meta) = match index_blob(suite, &ctx.debian_mirror, cache)? {
         Ok(found) => found,
         Err(reason) => return Ok(Acquisition::Unavailable { reason }),
     };
+    // What this very index resolved `package` to last time: saves decompressing and parsing it.
+    let resolved_key = format!("debian-resolved:{}:{package}", index.sha256);
+    if let Some(entry) = cache.entry(&resolved_key)? {
+        if let Some(blob) = cache.valid_blob(&entry.blob)? {
+            let mut provenance = entry.meta;
+            provenance.extend(index_meta);
+            provenance.insert("image_sha256".to_owned(), blob.sha256.clone());
+            return Ok(Acquisition::Image(KernelImage { path: blob.path, provenance }));
+        }
+    }
+    let index = parse_index_blob(suite, &index)?;
     let resolution = match index.resolve(package) {
         Ok(resolution) => resolution,
-        Err(reason) => {
-            return Ok(Acquisition::Unavailable {
-                reason: format!("debian {suite}: {reason}"),
-            })
-        }
+        Err(reason) => return Ok(Acquisition::Unavailable { reason: format!("debian {suite}: {reason}") }),
     };
     let carrier = &resolution.carrier;
     let deb_url = format!("{}/{}", ctx.debian_mirror, carrier.filename);
-    provenance.extend([
+    let mut provenance = BTreeMap::from([
         ("source".to_owned(), "debian".to_owned()),
         ("suite".to_owned(), suite.to_owned()),
         ("package".to_owned(), package.to_owned()),
@@ -322,39 +330,33 @@ pub(super) fn acquire(
 
     let image_key = format!("deb-image:{}", carrier.sha256);
     let _lock = cache.lock_key(&image_key)?;
-    if let Some(entry) = cache.entry(&image_key)? {
-        if let Some(blob) = cache.valid_blob(&entry.blob)? {
-            provenance.extend(entry.meta.clone());
-            provenance.insert("image_sha256".to_owned(), blob.sha256.clone());
-            return Ok(Acquisition::Image(KernelImage {
-                path: blob.path,
-                provenance,
-            }));
+    let image = match cache.entry(&image_key)?.map(|entry| (cache.valid_blob(&entry.blob), entry.meta)) {
+        Some((Ok(Some(blob)), meta)) => {
+            provenance.extend(meta);
+            blob
         }
-    }
-    let deb = match cache.download(&deb_url, id, Some(&carrier.sha256)) {
-        Ok(deb) => deb,
-        Err(error) => return fetch_failure(error),
-    };
-    let (image, member, release) = match image_from_deb(&deb.path, cache)? {
-        Ok(found) => found,
-        Err(reason) => {
-            return Ok(Acquisition::Unavailable {
-                reason: format!("{} ({deb_url}): {reason}", carrier.package),
-            })
+        Some((Err(error), _)) => return Err(error),
+        _ => {
+            let deb = match cache.download(&deb_url, id, Some(&carrier.sha256)) {
+                Ok(deb) => deb,
+                Err(error) => return fetch_failure(error),
+            };
+            let (image, member, release) = match image_from_deb(&deb.path, cache)? {
+                Ok(found) => found,
+                Err(reason) => {
+                    return Ok(Acquisition::Unavailable { reason: format!("{} ({deb_url}): {reason}", carrier.package) })
+                }
+            };
+            let meta = BTreeMap::from([("image_member".to_owned(), member), ("kernel_release".to_owned(), release)]);
+            cache.put_entry(&image_key, &image, vec![deb.sha256.clone()], meta.clone())?;
+            provenance.extend(meta);
+            image
         }
     };
-    let meta = BTreeMap::from([
-        ("image_member".to_owned(), member),
-        ("kernel_release".to_owned(), release),
-    ]);
-    cache.put_entry(&image_key, &image, vec![deb.sha256.clone()], meta.clone())?;
-    provenance.extend(meta);
+    cache.put_entry(&resolved_key, &image, vec![carrier.sha256.clone()], provenance.clone())?;
+    provenance.extend(index_meta);
     provenance.insert("image_sha256".to_owned(), image.sha256.clone());
-    Ok(Acquisition::Image(KernelImage {
-        path: image.path,
-        provenance,
-    }))
+    Ok(Acquisition::Image(KernelImage { path: image.path, provenance }))
 }
 
 #[cfg(test)]
