@@ -638,12 +638,19 @@ impl Cache {
         let mut rows = Vec::new();
         let mut shown = BTreeSet::new();
         for entry in &entries {
-            let Some(id) = entry.key.strip_prefix("kernel:") else { continue };
+            let Some(id) = entry.key.strip_prefix("kernel:") else {
+                continue;
+            };
             if !self.blob_path(&entry.blob).exists() {
                 continue;
             }
             shown.insert(entry.blob.clone());
-            rows.push(ImageRow { id: id.to_owned(), size: entry.size, sha256: entry.blob.clone(), source: describe_kernel(&entry.meta) });
+            rows.push(ImageRow {
+                id: id.to_owned(),
+                size: entry.size,
+                sha256: entry.blob.clone(),
+                source: describe_kernel(&entry.meta),
+            });
         }
         for blob in self.blobs()? {
             if shown.contains(&blob.sha256) {
@@ -652,9 +659,18 @@ impl Cache {
             let source = if blob.keys.is_empty() {
                 "unreferenced (prune removes it)".to_owned()
             } else {
-                blob.keys.iter().map(|k| describe_key(k)).collect::<Vec<_>>().join("; ")
+                blob.keys
+                    .iter()
+                    .map(|k| describe_key(k))
+                    .collect::<Vec<_>>()
+                    .join("; ")
             };
-            rows.push(ImageRow { id: "-".to_owned(), size: blob.size, sha256: blob.sha256, source });
+            rows.push(ImageRow {
+                id: "-".to_owned(),
+                size: blob.size,
+                sha256: blob.sha256,
+                source,
+            });
         }
         Ok(rows)
     }
@@ -663,10 +679,22 @@ impl Cache {
 fn describe_kernel(meta: &BTreeMap<String, String>) -> String {
     let get = |k: &str| meta.get(k).map(String::as_str).unwrap_or("?");
     match get("source") {
-        "debian" => format!("debian {} {} {}", get("suite"), get("resolved_package"), get("resolved_version")),
+        "debian" => format!(
+            "debian {} {} {}",
+            get("suite"),
+            get("resolved_package"),
+            get("resolved_version")
+        ),
         "build" => {
-            let from = ["source_url", "source_path", "source_dir", "source_git"].iter().find_map(|k| meta.get(*k)).map_or("?", |s| s);
-            format!("build linux {} from {from} (compat: {})", get("kernel_version"), get("compat"))
+            let from = ["source_url", "source_path", "source_dir", "source_git"]
+                .iter()
+                .find_map(|k| meta.get(*k))
+                .map_or("?", |s| s);
+            format!(
+                "build linux {} from {from} (compat: {})",
+                get("kernel_version"),
+                get("compat")
+            )
         }
         "url" => format!("url {}", get("url")),
         other => other.to_owned(),
@@ -686,13 +714,26 @@ fn describe_key(key: &str) -> String {
 /// `harness images list` as a table: id, size, sha256 (first 16 digits), source.
 pub fn render_image_rows(rows: &[ImageRow]) -> String {
     let width = rows.iter().map(|r| r.id.len()).max().unwrap_or(2).max(2);
-    let mut out = format!("{:<width$}  {:>9}  {:<16}  source\n", "id", "size", "sha256");
+    let mut out = format!(
+        "{:<width$}  {:>9}  {:<16}  source\n",
+        "id", "size", "sha256"
+    );
     for row in rows {
         let size = format!("{:.1} MiB", row.size as f64 / (1024.0 * 1024.0));
-        out.push_str(&format!("{:<width$}  {:>9}  {:<16}  {}\n", row.id, size, &row.sha256[..16], row.source));
+        out.push_str(&format!(
+            "{:<width$}  {:>9}  {:<16}  {}\n",
+            row.id,
+            size,
+            &row.sha256[..16],
+            row.source
+        ));
     }
     let total: u64 = rows.iter().map(|r| r.size).sum();
-    out.push_str(&format!("{} blobs, {:.1} MiB\n", rows.len(), total as f64 / (1024.0 * 1024.0)));
+    out.push_str(&format!(
+        "{} blobs, {:.1} MiB\n",
+        rows.len(),
+        total as f64 / (1024.0 * 1024.0)
+    ));
     out
 }
 
@@ -902,16 +943,34 @@ mod tests {
         let meta = BTreeMap::from([
             ("source".to_owned(), "debian".to_owned()),
             ("suite".to_owned(), "sid".to_owned()),
-            ("resolved_package".to_owned(), "linux-binary-7.2.13+deb14-cloud-amd64".to_owned()),
+            (
+                "resolved_package".to_owned(),
+                "linux-binary-7.2.13+deb14-cloud-amd64".to_owned(),
+            ),
             ("resolved_version".to_owned(), "7.2.13-1".to_owned()),
         ]);
-        cache.put_entry("kernel:current", &image, vec![deb.sha256.clone()], meta).unwrap();
-        cache.put_entry("url:http://deb.debian.org/debian/pool/x.deb", &deb, Vec::new(), BTreeMap::new()).unwrap();
+        cache
+            .put_entry("kernel:current", &image, vec![deb.sha256.clone()], meta)
+            .unwrap();
+        cache
+            .put_entry(
+                "url:http://deb.debian.org/debian/pool/x.deb",
+                &deb,
+                Vec::new(),
+                BTreeMap::new(),
+            )
+            .unwrap();
         let rows = cache.image_rows().unwrap();
         assert_eq!(rows[0].id, "current");
-        assert_eq!(rows[0].source, "debian sid linux-binary-7.2.13+deb14-cloud-amd64 7.2.13-1");
+        assert_eq!(
+            rows[0].source,
+            "debian sid linux-binary-7.2.13+deb14-cloud-amd64 7.2.13-1"
+        );
         assert_eq!(rows[1].id, "-");
-        assert_eq!(rows[1].source, "kernel:current (input); download http://deb.debian.org/debian/pool/x.deb");
+        assert_eq!(
+            rows[1].source,
+            "kernel:current (input); download http://deb.debian.org/debian/pool/x.deb"
+        );
         let table = render_image_rows(&rows);
         assert!(table.starts_with("id       "), "{table}");
         assert!(table.ends_with("2 blobs, 0.0 MiB\n"), "{table}");

@@ -49,13 +49,18 @@ enum Command {
     /// Exits 1 when anything changed.
     Diff { old: PathBuf, new: PathBuf },
     /// Print the kernel matrix (ids, versions, sources), for people or (--json) a CI engine.
-    List {
-        #[arg(long)]
-        json: bool,
-        /// Group to list (all kernels when absent).
-        #[arg(long)]
-        group: Option<String>,
-    },
+    List(crate::list::ListArgs),
+    /// Find the first kernel, in an ordered list of kernels, where one experiment's outcome differs
+    /// from a good kernel's; boots only O(log n) kernels.
+    Bisect(crate::bisect::BisectArgs),
+    /// Boot one kernel, run one experiment and exit 0 when its outcome is OUTCOME, 1 when it is
+    /// not, 125 when it could not be measured (for `git bisect run`).
+    Check(crate::check::CheckArgs),
+    /// Build the kernel tree DIR at its current checkout with the minimal guest config and print
+    /// the bzImage path; exits 125 when the tree cannot be built (for `git bisect run`).
+    BuildKernel(crate::check::BuildKernelArgs),
+    /// Export result directories as KernelCI KCIDB v4 JSON (checkouts, builds, tests).
+    Kcidb(crate::kcidb::KcidbArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -108,32 +113,11 @@ pub fn main() -> Result<ExitCode> {
             .map_err(|e| anyhow::Error::new(ExitKind::Usage.wrap(format!("{e:#}"))))
     };
     match cli.command {
-        Command::List { json, group } => {
-            let m = load()?;
-            let kernels = match &group {
-                Some(g) => m
-                    .group(g)
-                    .map_err(|e| ExitKind::Usage.wrap(format!("{e:#}")))?,
-                None => m.kernels.iter().collect(),
-            };
-            if json {
-                let rows: Vec<serde_json::Value> = kernels
-                    .iter()
-                    .map(|k| serde_json::json!({"id": k.id, "version": k.version, "source": k.source.kind()}))
-                    .collect();
-                println!("{}", serde_json::to_string_pretty(&rows)?);
-            } else {
-                for k in kernels {
-                    println!(
-                        "{:<10} {:<6} {}",
-                        k.id,
-                        k.version.as_deref().unwrap_or("-"),
-                        k.source.kind()
-                    );
-                }
-            }
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::List(args) => crate::list::main(&args, &cli.kernels, &cli.claims),
+        Command::Bisect(args) => crate::bisect::main(&args, &cli.kernels, cli.offline),
+        Command::Check(args) => Ok(crate::check::main(&args, &cli.kernels, cli.offline)),
+        Command::BuildKernel(args) => crate::check::build_kernel_main(&args, cli.offline),
+        Command::Kcidb(args) => crate::kcidb::main(&args, &cli.claims),
         Command::Run(args) => {
             let m = load()?;
             let kernels = if args.kernel.is_empty() {

@@ -2,7 +2,9 @@
 //! compatibility report. See ARCHITECTURE.md for the map.
 
 mod acquire;
+mod bisect;
 mod cache;
+mod check;
 mod claims;
 mod cli;
 mod diff;
@@ -11,6 +13,8 @@ mod evolution;
 mod guest_binary;
 mod initramfs;
 mod interrupt;
+mod kcidb;
+mod list;
 mod matrix;
 mod namespace;
 mod prereq;

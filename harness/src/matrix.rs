@@ -141,7 +141,9 @@ impl fmt::Display for KernelSource {
         match self {
             KernelSource::Debian { suite, package } => write!(f, "debian {suite}/{package}"),
             KernelSource::Build(BuildSource::Tarball { url, .. }) => write!(f, "build {url}"),
-            KernelSource::Build(BuildSource::LocalTarball(path)) => write!(f, "build {}", path.display()),
+            KernelSource::Build(BuildSource::LocalTarball(path)) => {
+                write!(f, "build {}", path.display())
+            }
             KernelSource::Build(BuildSource::Dir(path)) => write!(f, "build {}", path.display()),
             KernelSource::Build(BuildSource::Git { repo, rev }) => write!(f, "build {repo}@{rev}"),
             KernelSource::Url { url, .. } => write!(f, "url {url}"),
@@ -166,11 +168,25 @@ impl VersionKey {
     /// (`6.1.0-50-cloud-amd64`): the leading dotted numbers count, the rest breaks ties.
     pub fn parse(version: Option<&str>) -> VersionKey {
         let Some(version) = version else {
-            return VersionKey { unknown: true, numbers: Vec::new(), rest: String::new() };
+            return VersionKey {
+                unknown: true,
+                numbers: Vec::new(),
+                rest: String::new(),
+            };
         };
-        let end = version.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(version.len());
-        let numbers = version[..end].split('.').filter(|p| !p.is_empty()).map(|p| p.parse().unwrap_or(u64::MAX)).collect();
-        VersionKey { unknown: false, numbers, rest: version[end..].to_owned() }
+        let end = version
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(version.len());
+        let numbers = version[..end]
+            .split('.')
+            .filter(|p| !p.is_empty())
+            .map(|p| p.parse().unwrap_or(u64::MAX))
+            .collect();
+        VersionKey {
+            unknown: false,
+            numbers,
+            rest: version[end..].to_owned(),
+        }
     }
 }
 
@@ -188,7 +204,10 @@ impl KernelSpec {
 /// Reads, parses and validates a kernels.yaml.
 pub fn load(path: &Path) -> Result<Matrix> {
     let name = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| YamlError::Read { name: name.clone(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| YamlError::Read {
+        name: name.clone(),
+        source,
+    })?;
     Ok(parse(&text, &name)?)
 }
 
@@ -207,38 +226,64 @@ impl Matrix {
             let seen = occurrences.entry(kernel.id.as_str()).or_default();
             if !ids.insert(kernel.id.as_str()) {
                 let location = yaml::locate_key_value(text, "id", &kernel.id, *seen);
-                return Err(YamlError::invalid(name, location, format!("kernels: duplicate id `{}`", kernel.id)));
+                return Err(YamlError::invalid(
+                    name,
+                    location,
+                    format!("kernels: duplicate id `{}`", kernel.id),
+                ));
             }
             *seen += 1;
-            if kernel.id.is_empty() || kernel.id.contains(['/', '\\']) || kernel.id.starts_with('.') {
+            if kernel.id.is_empty() || kernel.id.contains(['/', '\\']) || kernel.id.starts_with('.')
+            {
                 let location = yaml::locate_key_value(text, "id", &kernel.id, 0);
                 return Err(YamlError::invalid(
                     name,
                     location,
-                    format!("kernels: id `{}` must be a plain file name (it names results/<id>.json)", kernel.id),
+                    format!(
+                        "kernels: id `{}` must be a plain file name (it names results/<id>.json)",
+                        kernel.id
+                    ),
                 ));
             }
-            if let KernelSource::Url { sha256: Some(sha), .. }
-            | KernelSource::Build(BuildSource::Tarball { sha256: Some(sha), .. }) = &kernel.source
+            if let KernelSource::Url {
+                sha256: Some(sha), ..
+            }
+            | KernelSource::Build(BuildSource::Tarball {
+                sha256: Some(sha), ..
+            }) = &kernel.source
             {
                 if !is_sha256_hex(sha) {
                     let location = yaml::locate_key_value(text, "sha256", sha, 0);
                     return Err(YamlError::invalid(
                         name,
                         location,
-                        format!("kernels: `{}`: sha256 must be 64 lowercase hex digits, got `{sha}`", kernel.id),
+                        format!(
+                            "kernels: `{}`: sha256 must be 64 lowercase hex digits, got `{sha}`",
+                            kernel.id
+                        ),
                     ));
                 }
             }
         }
         if !self.groups.contains_key(DEFAULT_GROUP) {
             let location = yaml::locate_key_value(text, "groups", "", 0);
-            return Err(YamlError::invalid(name, location, format!("groups: a `{DEFAULT_GROUP}` group is required")));
+            return Err(YamlError::invalid(
+                name,
+                location,
+                format!("groups: a `{DEFAULT_GROUP}` group is required"),
+            ));
         }
         for (group, members) in &self.groups {
             if ids.contains(group.as_str()) {
-                let location = yaml::locate_sequence_item(text, group, members.first().map_or("", |m| m.as_str()))
-                    .map(|l| yaml::Location { line: l.line, column: 1 });
+                let location = yaml::locate_sequence_item(
+                    text,
+                    group,
+                    members.first().map_or("", |m| m.as_str()),
+                )
+                .map(|l| yaml::Location {
+                    line: l.line,
+                    column: 1,
+                });
                 return Err(YamlError::invalid(
                     name,
                     location,
@@ -266,9 +311,15 @@ impl Matrix {
     /// The kernels of a group, in the group's order.
     pub fn group(&self, name: &str) -> Result<Vec<&KernelSpec>> {
         let Some(members) = self.groups.get(name) else {
-            bail!("no group `{name}` in kernels.yaml (groups: {})", self.groups.keys().cloned().collect::<Vec<_>>().join(", "));
+            bail!(
+                "no group `{name}` in kernels.yaml (groups: {})",
+                self.groups.keys().cloned().collect::<Vec<_>>().join(", ")
+            );
         };
-        Ok(members.iter().map(|id| self.kernel(id).expect("validated: group members exist")).collect())
+        Ok(members
+            .iter()
+            .map(|id| self.kernel(id).expect("validated: group members exist"))
+            .collect())
     }
 
     /// Kernels named by ids or group names, in the order given, each once. Empty means the
@@ -302,7 +353,9 @@ impl Matrix {
 }
 
 pub(crate) fn is_sha256_hex(s: &str) -> bool {
-    s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    s.len() == 64
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 #[cfg(test)]
@@ -345,20 +398,35 @@ groups:
         assert_eq!(matrix.kernels.len(), 8);
         assert_eq!(
             matrix.kernel("current").unwrap().source,
-            KernelSource::Debian { suite: "sid".into(), package: "linux-image-cloud-amd64".into() }
+            KernelSource::Debian {
+                suite: "sid".into(),
+                package: "linux-image-cloud-amd64".into()
+            }
         );
         assert_eq!(matrix.kernel("current").unwrap().boot.memory_mib, Some(512));
-        assert_eq!(matrix.kernel("current").unwrap().boot.cmdline.as_deref(), Some("nosmap"));
+        assert_eq!(
+            matrix.kernel("current").unwrap().boot.cmdline.as_deref(),
+            Some("nosmap")
+        );
         // An unquoted 3.9 is still the text "3.9", not a float.
-        assert_eq!(matrix.kernel("mine").unwrap().version.as_deref(), Some("3.9"));
+        assert_eq!(
+            matrix.kernel("mine").unwrap().version.as_deref(),
+            Some("3.9")
+        );
         assert_eq!(
             matrix.kernel("3.10").unwrap().source,
-            KernelSource::Build(BuildSource::LocalTarball("/usr/src/linux-3.10.tar.xz".into()))
+            KernelSource::Build(BuildSource::LocalTarball(
+                "/usr/src/linux-3.10.tar.xz".into()
+            ))
         );
         assert!(matrix.kernel("host").unwrap().is_host());
         assert_eq!(
             matrix.kernel("dl").unwrap().source,
-            KernelSource::Url { url: "http://example.invalid/k.deb".into(), sha256: None, kind: UrlKind::Deb }
+            KernelSource::Url {
+                url: "http://example.invalid/k.deb".into(),
+                sha256: None,
+                kind: UrlKind::Deb
+            }
         );
     }
 
@@ -368,20 +436,36 @@ groups:
         let mut kernels: Vec<&KernelSpec> = matrix.kernels.iter().collect();
         kernels.sort_by(|a, b| a.version_key().cmp(&b.version_key()));
         let ids: Vec<&str> = kernels.iter().map(|k| k.id.as_str()).collect();
-        assert_eq!(ids, ["3.8", "mine", "3.10", "current", "dir", "dl", "git", "host"]);
+        assert_eq!(
+            ids,
+            ["3.8", "mine", "3.10", "current", "dir", "dl", "git", "host"]
+        );
         assert!(VersionKey::parse(Some("4.4")) < VersionKey::parse(Some("4.4.302")));
-        assert!(VersionKey::parse(Some("6.1.0-50-cloud-amd64")) < VersionKey::parse(Some("6.12.107+deb13-cloud-amd64")));
+        assert!(
+            VersionKey::parse(Some("6.1.0-50-cloud-amd64"))
+                < VersionKey::parse(Some("6.12.107+deb13-cloud-amd64"))
+        );
         assert!(VersionKey::parse(Some("7.2")) < VersionKey::parse(None));
     }
 
     #[test]
     fn select_takes_ids_and_groups_once_each_in_order() {
         let matrix = parse(GOOD, "kernels.yaml").unwrap();
-        let ids = |names: &[&str]| matrix.select(names).unwrap().iter().map(|k| k.id.clone()).collect::<Vec<_>>();
+        let ids = |names: &[&str]| {
+            matrix
+                .select(names)
+                .unwrap()
+                .iter()
+                .map(|k| k.id.clone())
+                .collect::<Vec<_>>()
+        };
         assert_eq!(ids(&[]), ["3.8", "current", "host"]);
         assert_eq!(ids(&["host", "default"]), ["host", "3.8", "current"]);
         let error = matrix.select(&["nope"]).unwrap_err().to_string();
-        assert!(error.contains("`nope` is neither a kernel id nor a group"), "{error}");
+        assert!(
+            error.contains("`nope` is neither a kernel id nor a group"),
+            "{error}"
+        );
     }
 
     fn error_of(text: &str) -> String {
@@ -422,7 +506,10 @@ groups:
     #[test]
     fn unknown_group_member_is_located() {
         let text = "kernels:\n  - id: a\n    source: { host: {} }\ngroups:\n  default: [a, b]\n";
-        assert_eq!(error_of(text), "kernels.yaml:5:16: groups.default: `b` is not the id of any kernel");
+        assert_eq!(
+            error_of(text),
+            "kernels.yaml:5:16: groups.default: `b` is not the id of any kernel"
+        );
     }
 
     #[test]
@@ -445,10 +532,26 @@ groups:
     fn the_repository_kernels_yaml_is_valid() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../kernels.yaml");
         let matrix = load(&path).unwrap();
-        let default: Vec<&str> = matrix.group("default").unwrap().iter().map(|k| k.id.as_str()).collect();
-        assert_eq!(default, ["3.8", "3.9", "4.4", "4.5", "4.6", "current", "host"]);
-        let debian: Vec<&str> = matrix.group("debian").unwrap().iter().map(|k| k.id.as_str()).collect();
+        let default: Vec<&str> = matrix
+            .group("default")
+            .unwrap()
+            .iter()
+            .map(|k| k.id.as_str())
+            .collect();
+        assert_eq!(
+            default,
+            ["3.8", "3.9", "4.4", "4.5", "4.6", "current", "host"]
+        );
+        let debian: Vec<&str> = matrix
+            .group("debian")
+            .unwrap()
+            .iter()
+            .map(|k| k.id.as_str())
+            .collect();
         assert_eq!(debian, ["deb-5.10", "deb-6.1", "deb-6.12", "deb-7.2"]);
-        assert_eq!(matrix.kernel("3.9").unwrap().boot.cmdline.as_deref(), Some("nosmap"));
+        assert_eq!(
+            matrix.kernel("3.9").unwrap().boot.cmdline.as_deref(),
+            Some("nosmap")
+        );
     }
 }

@@ -33,13 +33,25 @@ pub enum YamlError {
     },
     /// `name:line:column: message`, or `name: message` when the parser knows no position.
     #[error("{name}{}: {message}", location.map(|l| format!(":{l}")).unwrap_or_default())]
-    Invalid { name: String, location: Option<Location>, message: String },
+    Invalid {
+        name: String,
+        location: Option<Location>,
+        message: String,
+    },
 }
 
 impl YamlError {
     /// An error found after parsing (by a validator), located in the text when possible.
-    pub fn invalid(name: &str, location: Option<Location>, message: impl Into<String>) -> YamlError {
-        YamlError::Invalid { name: name.to_owned(), location, message: message.into() }
+    pub fn invalid(
+        name: &str,
+        location: Option<Location>,
+        message: impl Into<String>,
+    ) -> YamlError {
+        YamlError::Invalid {
+            name: name.to_owned(),
+            location,
+            message: message.into(),
+        }
     }
 
     pub fn location(&self) -> Option<Location> {
@@ -53,7 +65,10 @@ impl YamlError {
 /// Reads and parses `path`; errors name the path as given.
 pub fn from_path<T: DeserializeOwned>(path: &Path) -> Result<T, YamlError> {
     let name = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| YamlError::Read { name: name.clone(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| YamlError::Read {
+        name: name.clone(),
+        source,
+    })?;
     from_str_named(&text, &name)
 }
 
@@ -64,10 +79,19 @@ pub fn from_path<T: DeserializeOwned>(path: &Path) -> Result<T, YamlError> {
 /// variant. serde_yaml's own `!variant` tag syntax is not used by our files.
 pub fn from_str_named<T: DeserializeOwned>(text: &str, name: &str) -> Result<T, YamlError> {
     let deserializer = serde_yaml::Deserializer::from_str(text);
-    serde_yaml::with::singleton_map_recursive::deserialize(deserializer).map_err(|error: serde_yaml::Error| {
-        let location = error.location().map(|l| Location { line: l.line(), column: l.column() });
-        YamlError::Invalid { name: name.to_owned(), location, message: message_without_position(&error.to_string()) }
-    })
+    serde_yaml::with::singleton_map_recursive::deserialize(deserializer).map_err(
+        |error: serde_yaml::Error| {
+            let location = error.location().map(|l| Location {
+                line: l.line(),
+                column: l.column(),
+            });
+            YamlError::Invalid {
+                name: name.to_owned(),
+                location,
+                message: message_without_position(&error.to_string()),
+            }
+        },
+    )
 }
 
 /// serde_yaml appends ` at line L column C` to its messages; the position is already in front.
@@ -101,16 +125,25 @@ pub fn locate_key_value(text: &str, key: &str, value: &str, occurrence: usize) -
             from = start + key.len();
             let before = content[..start].trim_end_matches(' ');
             let boundary = before.is_empty() || before.ends_with(['{', ',', '-']);
-            let Some(after_colon) = content[start + key.len()..].strip_prefix(':') else { continue };
+            let Some(after_colon) = content[start + key.len()..].strip_prefix(':') else {
+                continue;
+            };
             if !boundary || !(after_colon.is_empty() || after_colon.starts_with(' ')) {
                 continue;
             }
             let in_flow = before.ends_with(['{', ',']);
-            let scalar = if in_flow { after_colon.split([',', '}']).next().unwrap_or("") } else { after_colon };
+            let scalar = if in_flow {
+                after_colon.split([',', '}']).next().unwrap_or("")
+            } else {
+                after_colon
+            };
             if unquote(scalar) == value {
                 if seen == occurrence {
                     let lead = after_colon.len() - after_colon.trim_start().len();
-                    return Some(Location { line: index + 1, column: start + key.len() + 1 + lead + 1 });
+                    return Some(Location {
+                        line: index + 1,
+                        column: start + key.len() + 1 + lead + 1,
+                    });
                 }
                 seen += 1;
             }
@@ -127,8 +160,12 @@ pub fn locate_sequence_item(text: &str, parent_key: &str, item: &str) -> Option<
         let content = strip_comment(line);
         let trimmed = content.trim_start();
         let indent = content.len() - trimmed.len();
-        let Some(after_key) = trimmed.strip_prefix(parent_key) else { continue };
-        let Some(after_colon) = after_key.strip_prefix(':') else { continue };
+        let Some(after_key) = trimmed.strip_prefix(parent_key) else {
+            continue;
+        };
+        let Some(after_colon) = after_key.strip_prefix(':') else {
+            continue;
+        };
         let flow = after_colon.trim_start();
         if let Some(inner) = flow.strip_prefix('[') {
             let base = content.len() - inner.len();
@@ -136,7 +173,10 @@ pub fn locate_sequence_item(text: &str, parent_key: &str, item: &str) -> Option<
             for part in inner.trim_end_matches(']').split(',') {
                 let lead = part.len() - part.trim_start().len();
                 if unquote(part.trim()) == item {
-                    return Some(Location { line: index + 1, column: base + position + lead + 1 });
+                    return Some(Location {
+                        line: index + 1,
+                        column: base + position + lead + 1,
+                    });
                 }
                 position += part.len() + 1;
             }
@@ -149,13 +189,18 @@ pub fn locate_sequence_item(text: &str, parent_key: &str, item: &str) -> Option<
                 continue;
             }
             let next_indent = next_content.len() - next_trimmed.len();
-            let Some(element) = next_trimmed.strip_prefix("- ") else { break };
+            let Some(element) = next_trimmed.strip_prefix("- ") else {
+                break;
+            };
             if next_indent < indent {
                 break;
             }
             if unquote(element.trim()) == item {
                 let column = next_indent + 2 + (element.len() - element.trim_start().len());
-                return Some(Location { line: next_index + 1, column: column + 1 });
+                return Some(Location {
+                    line: next_index + 1,
+                    column: column + 1,
+                });
             }
         }
     }
@@ -207,7 +252,8 @@ mod tests {
 
     #[test]
     fn unknown_field_is_located() {
-        let error = from_str_named::<Sample>("name: a\ncount: 1\ncolour: red\n", "s.yaml").unwrap_err();
+        let error =
+            from_str_named::<Sample>("name: a\ncount: 1\ncolour: red\n", "s.yaml").unwrap_err();
         let text = error.to_string();
         assert!(text.starts_with("s.yaml:3:1: "), "{text}");
         assert!(text.contains("unknown field `colour`"), "{text}");
@@ -229,39 +275,96 @@ mod tests {
 
     #[test]
     fn enums_are_one_key_maps_or_plain_strings() {
-        let parsed: Shapes = from_str_named("shapes:\n  - point\n  - circle: { radius: 2 }\n  - named: x\n", "s.yaml").unwrap();
-        assert_eq!(parsed.shapes, [Shape::Point, Shape::Circle { radius: 2 }, Shape::Named("x".into())]);
-        let error = from_str_named::<Shapes>("shapes:\n  - point\n  - circle: { radius: two }\n", "s.yaml").unwrap_err();
+        let parsed: Shapes = from_str_named(
+            "shapes:\n  - point\n  - circle: { radius: 2 }\n  - named: x\n",
+            "s.yaml",
+        )
+        .unwrap();
+        assert_eq!(
+            parsed.shapes,
+            [
+                Shape::Point,
+                Shape::Circle { radius: 2 },
+                Shape::Named("x".into())
+            ]
+        );
+        let error = from_str_named::<Shapes>(
+            "shapes:\n  - point\n  - circle: { radius: two }\n",
+            "s.yaml",
+        )
+        .unwrap_err();
         assert!(error.to_string().starts_with("s.yaml:3:23: "), "{error}");
         let error = from_str_named::<Shapes>("shapes:\n  - square: {}\n", "s.yaml").unwrap_err();
         assert!(error.to_string().starts_with("s.yaml:2:"), "{error}");
-        assert!(error.to_string().contains("unknown variant `square`"), "{error}");
+        assert!(
+            error.to_string().contains("unknown variant `square`"),
+            "{error}"
+        );
     }
 
     #[test]
     fn missing_file_names_the_path() {
         let error = from_path::<Sample>(Path::new("/nonexistent/k.yaml")).unwrap_err();
-        assert!(error.to_string().starts_with("/nonexistent/k.yaml: "), "{error}");
+        assert!(
+            error.to_string().starts_with("/nonexistent/k.yaml: "),
+            "{error}"
+        );
     }
 
     #[test]
     fn locates_key_values_in_sequences() {
         let text = "kernels:\n  - id: a\n    x: 1\n  - id: \"b\"\n  - id: a # again\n";
-        assert_eq!(locate_key_value(text, "id", "a", 0), Some(Location { line: 2, column: 9 }));
-        assert_eq!(locate_key_value(text, "id", "b", 0), Some(Location { line: 4, column: 9 }));
-        assert_eq!(locate_key_value(text, "id", "a", 1), Some(Location { line: 5, column: 9 }));
+        assert_eq!(
+            locate_key_value(text, "id", "a", 0),
+            Some(Location { line: 2, column: 9 })
+        );
+        assert_eq!(
+            locate_key_value(text, "id", "b", 0),
+            Some(Location { line: 4, column: 9 })
+        );
+        assert_eq!(
+            locate_key_value(text, "id", "a", 1),
+            Some(Location { line: 5, column: 9 })
+        );
         assert_eq!(locate_key_value(text, "id", "c", 0), None);
         let flow = "k:\n  - { url: http://x, sha256: abc, kind: deb }\n";
-        assert_eq!(locate_key_value(flow, "sha256", "abc", 0), Some(Location { line: 2, column: 30 }));
-        assert_eq!(locate_key_value(flow, "url", "http://x", 0), Some(Location { line: 2, column: 12 }));
+        assert_eq!(
+            locate_key_value(flow, "sha256", "abc", 0),
+            Some(Location {
+                line: 2,
+                column: 30
+            })
+        );
+        assert_eq!(
+            locate_key_value(flow, "url", "http://x", 0),
+            Some(Location {
+                line: 2,
+                column: 12
+            })
+        );
     }
 
     #[test]
     fn locates_sequence_items_flow_and_block() {
         let text = "groups:\n  default: [a, b,  c]\n  other:\n    - x\n    - 'y'\n";
-        assert_eq!(locate_sequence_item(text, "default", "c"), Some(Location { line: 2, column: 20 }));
-        assert_eq!(locate_sequence_item(text, "default", "a"), Some(Location { line: 2, column: 13 }));
-        assert_eq!(locate_sequence_item(text, "other", "y"), Some(Location { line: 5, column: 7 }));
+        assert_eq!(
+            locate_sequence_item(text, "default", "c"),
+            Some(Location {
+                line: 2,
+                column: 20
+            })
+        );
+        assert_eq!(
+            locate_sequence_item(text, "default", "a"),
+            Some(Location {
+                line: 2,
+                column: 13
+            })
+        );
+        assert_eq!(
+            locate_sequence_item(text, "other", "y"),
+            Some(Location { line: 5, column: 7 })
+        );
         assert_eq!(locate_sequence_item(text, "other", "z"), None);
     }
 }

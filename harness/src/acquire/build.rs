@@ -1205,7 +1205,11 @@ mod tests {
         let mut found: Vec<PathBuf> = fs::read_dir("/usr/src")
             .map(|dir| dir.filter_map(|e| e.ok().map(|e| e.path())).collect())
             .unwrap_or_default();
-        found.retain(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("linux-source-") && n.ends_with(".tar.xz")));
+        found.retain(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("linux-source-") && n.ends_with(".tar.xz"))
+        });
         found.sort();
         found.pop().expect("no /usr/src/linux-source-*.tar.xz: install one (Debian: apt-get install linux-source-6.1)")
     }
@@ -1220,7 +1224,10 @@ mod tests {
             return;
         }
         let tarball = debian_linux_source();
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned();
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .unwrap()
+            .to_owned();
         let ctx = AcquireContext::new(&root, false).unwrap();
         let spec = KernelSpec {
             id: "linux-source".into(),
@@ -1230,20 +1237,39 @@ mod tests {
         };
         let started = Instant::now();
         let acquisition = crate::acquire::acquire(&spec, &ctx).unwrap();
-        let Acquisition::Image(image) = acquisition else { panic!("building {} failed: {acquisition:?}", tarball.display()) };
-        eprintln!("{} -> {} in {:.0} s", tarball.display(), image.path.display(), started.elapsed().as_secs_f64());
+        let Acquisition::Image(image) = acquisition else {
+            panic!("building {} failed: {acquisition:?}", tarball.display())
+        };
+        eprintln!(
+            "{} -> {} in {:.0} s",
+            tarball.display(),
+            image.path.display(),
+            started.elapsed().as_secs_f64()
+        );
         let p = &image.provenance;
         assert_eq!(p["source"], "build");
         assert_eq!(p["source_sha256"], hash_file(&tarball).unwrap().0);
-        assert!(p["kernel_release"].starts_with(&p["kernel_version"]), "{p:?}");
-        assert_eq!(p["compat"], "none", "a current tree needs no compatibility fix: {p:?}");
+        assert!(
+            p["kernel_release"].starts_with(&p["kernel_version"]),
+            "{p:?}"
+        );
+        assert_eq!(
+            p["compat"], "none",
+            "a current tree needs no compatibility fix: {p:?}"
+        );
         assert!(crate::acquire::is_bzimage(&image.path).unwrap());
         let config = fs::read_to_string(&p["config_path"]).unwrap();
         assert_eq!(sha256_hex(config.as_bytes()), p["config_sha256"]);
         for option in REQUIRED_OPTIONS.iter().chain(OPTIONAL_OPTIONS) {
-            assert!(config_enabled(&config, option), "{option} missing from the built config");
+            assert!(
+                config_enabled(&config, option),
+                "{option} missing from the built config"
+            );
         }
-        assert!(config.contains("# CONFIG_MODULES is not set"), "modules must be off");
+        assert!(
+            config.contains("# CONFIG_MODULES is not set"),
+            "modules must be off"
+        );
         assert!(!p.contains_key("config_absent"), "{p:?}");
     }
 }

@@ -247,12 +247,18 @@ pub fn package_index(
 }
 
 /// The compressed index as a cache blob, and provenance about it (URL, sha256, age).
-fn index_blob(suite: &str, mirror: &str, cache: &Cache) -> Result<std::result::Result<(Blob, BTreeMap<String, String>), String>> {
+fn index_blob(
+    suite: &str,
+    mirror: &str,
+    cache: &Cache,
+) -> Result<std::result::Result<(Blob, BTreeMap<String, String>), String>> {
     let url = format!("{mirror}/dists/{suite}/main/binary-amd64/Packages.xz");
     let key = format!("debian-index:{url}");
     let _lock = cache.lock_key(&key)?;
     let cached = match cache.entry(&key)? {
-        Some(entry) => cache.valid_blob(&entry.blob)?.map(|blob| (blob, Cache::entry_age(&entry))),
+        Some(entry) => cache
+            .valid_blob(&entry.blob)?
+            .map(|blob| (blob, Cache::entry_age(&entry))),
         None => None,
     };
     let mut meta = BTreeMap::new();
@@ -273,7 +279,10 @@ fn index_blob(suite: &str, mirror: &str, cache: &Cache) -> Result<std::result::R
             Err(FetchError::Local(error)) => return Err(error),
             Err(world) => match cached {
                 Some((blob, age)) => {
-                    eprintln!("debian: {world}; using the cached {suite} index from {} s ago", age.as_secs());
+                    eprintln!(
+                        "debian: {world}; using the cached {suite} index from {} s ago",
+                        age.as_secs()
+                    );
                     meta.insert("index_age_s".to_owned(), age.as_secs().to_string());
                     meta.insert("index_stale".to_owned(), world.to_string());
                     blob
@@ -288,13 +297,19 @@ fn index_blob(suite: &str, mirror: &str, cache: &Cache) -> Result<std::result::R
 
 fn parse_index_blob(suite: &str, blob: &Blob) -> Result<PackageIndex> {
     let mut text = String::new();
-    let file = std::fs::File::open(&blob.path).with_context(|| format!("opening {}", blob.path.display()))?;
+    let file = std::fs::File::open(&blob.path)
+        .with_context(|| format!("opening {}", blob.path.display()))?;
     std::io::Read::read_to_string(&mut xz2::read::XzDecoder::new(file), &mut text)
         .with_context(|| format!("decompressing the {suite} index {}", blob.path.display()))?;
     Ok(PackageIndex::parse(&text))
 }
 
-pub(super) fn acquire(id: &str, suite: &str, package: &str, ctx: &AcquireContext) -> Result<Acquisition> {
+pub(super) fn acquire(
+    id: &str,
+    suite: &str,
+    package: &str,
+    ctx: &AcquireContext,
+) -> Result<Acquisition> {
     let cache = &ctx.cache;
     let (index, index_meta) = match index_blob(suite, &ctx.debian_mirror, cache)? {
         Ok(found) => found,
@@ -307,13 +322,20 @@ pub(super) fn acquire(id: &str, suite: &str, package: &str, ctx: &AcquireContext
             let mut provenance = entry.meta;
             provenance.extend(index_meta);
             provenance.insert("image_sha256".to_owned(), blob.sha256.clone());
-            return Ok(Acquisition::Image(KernelImage { path: blob.path, provenance }));
+            return Ok(Acquisition::Image(KernelImage {
+                path: blob.path,
+                provenance,
+            }));
         }
     }
     let index = parse_index_blob(suite, &index)?;
     let resolution = match index.resolve(package) {
         Ok(resolution) => resolution,
-        Err(reason) => return Ok(Acquisition::Unavailable { reason: format!("debian {suite}: {reason}") }),
+        Err(reason) => {
+            return Ok(Acquisition::Unavailable {
+                reason: format!("debian {suite}: {reason}"),
+            })
+        }
     };
     let carrier = &resolution.carrier;
     let deb_url = format!("{}/{}", ctx.debian_mirror, carrier.filename);
@@ -330,7 +352,10 @@ pub(super) fn acquire(id: &str, suite: &str, package: &str, ctx: &AcquireContext
 
     let image_key = format!("deb-image:{}", carrier.sha256);
     let _lock = cache.lock_key(&image_key)?;
-    let image = match cache.entry(&image_key)?.map(|entry| (cache.valid_blob(&entry.blob), entry.meta)) {
+    let image = match cache
+        .entry(&image_key)?
+        .map(|entry| (cache.valid_blob(&entry.blob), entry.meta))
+    {
         Some((Ok(Some(blob)), meta)) => {
             provenance.extend(meta);
             blob
@@ -344,19 +369,32 @@ pub(super) fn acquire(id: &str, suite: &str, package: &str, ctx: &AcquireContext
             let (image, member, release) = match image_from_deb(&deb.path, cache)? {
                 Ok(found) => found,
                 Err(reason) => {
-                    return Ok(Acquisition::Unavailable { reason: format!("{} ({deb_url}): {reason}", carrier.package) })
+                    return Ok(Acquisition::Unavailable {
+                        reason: format!("{} ({deb_url}): {reason}", carrier.package),
+                    })
                 }
             };
-            let meta = BTreeMap::from([("image_member".to_owned(), member), ("kernel_release".to_owned(), release)]);
+            let meta = BTreeMap::from([
+                ("image_member".to_owned(), member),
+                ("kernel_release".to_owned(), release),
+            ]);
             cache.put_entry(&image_key, &image, vec![deb.sha256.clone()], meta.clone())?;
             provenance.extend(meta);
             image
         }
     };
-    cache.put_entry(&resolved_key, &image, vec![carrier.sha256.clone()], provenance.clone())?;
+    cache.put_entry(
+        &resolved_key,
+        &image,
+        vec![carrier.sha256.clone()],
+        provenance.clone(),
+    )?;
     provenance.extend(index_meta);
     provenance.insert("image_sha256".to_owned(), image.sha256.clone());
-    Ok(Acquisition::Image(KernelImage { path: image.path, provenance }))
+    Ok(Acquisition::Image(KernelImage {
+        path: image.path,
+        provenance,
+    }))
 }
 
 #[cfg(test)]

@@ -48,7 +48,9 @@ impl AcquireContext {
     /// A context with defaults: cache at `images/cache`, one make job per CPU, Debian's CDN.
     pub fn new(repo_root: &Path, offline: bool) -> Result<AcquireContext> {
         let cache = Cache::open(&crate::cache::default_root(repo_root), offline)?;
-        let jobs = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        let jobs = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
         Ok(AcquireContext {
             repo_root: repo_root.to_owned(),
             cache,
@@ -66,7 +68,10 @@ impl AcquireContext {
     }
 
     pub fn config_fragment(&self) -> PathBuf {
-        self.repo_root.join("images").join("config").join("minimal.config")
+        self.repo_root
+            .join("images")
+            .join("config")
+            .join("minimal.config")
     }
 
     /// A path from kernels.yaml: absolute as given, relative to the checkout otherwise.
@@ -85,7 +90,9 @@ pub enum Acquisition {
     /// The host kernel: run the guest as a process in a network namespace.
     Host,
     /// This machine cannot obtain the kernel; `reason` says why, precisely.
-    Unavailable { reason: String },
+    Unavailable {
+        reason: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,7 +115,9 @@ pub fn acquire(spec: &KernelSpec, ctx: &AcquireContext) -> Result<Acquisition> {
     let acquisition = match &spec.source {
         KernelSource::Debian { suite, package } => debian::acquire(&spec.id, suite, package, ctx)?,
         KernelSource::Build(source) => build::acquire(spec, source, ctx)?,
-        KernelSource::Url { url, sha256, kind } => url::acquire(&spec.id, url, sha256.as_deref(), *kind, ctx)?,
+        KernelSource::Url { url, sha256, kind } => {
+            url::acquire(&spec.id, url, sha256.as_deref(), *kind, ctx)?
+        }
         KernelSource::Path { path } => path::acquire(&ctx.resolve_path(path))?,
         KernelSource::Host {} => unreachable!("handled above"),
     };
@@ -122,23 +131,40 @@ pub fn acquire(spec: &KernelSpec, ctx: &AcquireContext) -> Result<Acquisition> {
 
 /// Remembers which image `id` resolved to last, for `harness images list` and `prune`.
 fn record_kernel(id: &str, image: &KernelImage, ctx: &AcquireContext) -> Result<()> {
-    let sha256 = image.provenance.get("image_sha256").cloned().unwrap_or_default();
-    let size = fs::metadata(&image.path).with_context(|| format!("reading {}", image.path.display()))?.len();
-    let blob = Blob { sha256, path: image.path.clone(), size };
+    let sha256 = image
+        .provenance
+        .get("image_sha256")
+        .cloned()
+        .unwrap_or_default();
+    let size = fs::metadata(&image.path)
+        .with_context(|| format!("reading {}", image.path.display()))?
+        .len();
+    let blob = Blob {
+        sha256,
+        path: image.path.clone(),
+        size,
+    };
     let inputs = ["deb_sha256", "source_sha256", "config_sha256"]
         .iter()
         .filter_map(|k| image.provenance.get(*k))
         .filter(|sha| ctx.cache.blob_path(sha).exists())
         .cloned()
         .collect();
-    ctx.cache.put_entry(&format!("kernel:{id}"), &blob, inputs, image.provenance.clone())?;
+    ctx.cache.put_entry(
+        &format!("kernel:{id}"),
+        &blob,
+        inputs,
+        image.provenance.clone(),
+    )?;
     Ok(())
 }
 
 /// `images/<id>/bzImage`, `vmlinuz` or a single `vmlinuz-*`, when the user put one there.
 fn user_override(id: &str, ctx: &AcquireContext) -> Result<Option<Acquisition>> {
     let dir = ctx.images_dir().join(id);
-    let Ok(read) = fs::read_dir(&dir) else { return Ok(None) };
+    let Ok(read) = fs::read_dir(&dir) else {
+        return Ok(None);
+    };
     let mut candidates = Vec::new();
     for item in read {
         let item = item.with_context(|| format!("reading {}", dir.display()))?;
@@ -151,14 +177,21 @@ fn user_override(id: &str, ctx: &AcquireContext) -> Result<Option<Acquisition>> 
     let chosen = match candidates.as_slice() {
         [] => return Ok(None),
         [one] => one.clone(),
-        several => match several.iter().find(|p| p.ends_with("bzImage") || p.ends_with("vmlinuz")) {
+        several => match several
+            .iter()
+            .find(|p| p.ends_with("bzImage") || p.ends_with("vmlinuz"))
+        {
             Some(preferred) => preferred.clone(),
             None => {
                 return Ok(Some(Acquisition::Unavailable {
                     reason: format!(
                         "{} holds several images ({}); keep one, or name it bzImage",
                         dir.display(),
-                        several.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+                        several
+                            .iter()
+                            .map(|p| p.display().to_string())
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     ),
                 }))
             }
@@ -178,7 +211,9 @@ fn user_override(id: &str, ctx: &AcquireContext) -> Result<Option<Acquisition>> 
 pub(crate) fn fetch_failure(error: FetchError) -> Result<Acquisition> {
     match error {
         FetchError::Local(error) => Err(error),
-        world => Ok(Acquisition::Unavailable { reason: world.to_string() }),
+        world => Ok(Acquisition::Unavailable {
+            reason: world.to_string(),
+        }),
     }
 }
 
@@ -203,7 +238,10 @@ pub fn archive_relative_path(raw: &Path) -> Result<PathBuf> {
         match component {
             Component::CurDir => {}
             Component::Normal(part) => clean.push(part),
-            Component::ParentDir => bail!("archive entry `{}` climbs out of the destination (`..`)", raw.display()),
+            Component::ParentDir => bail!(
+                "archive entry `{}` climbs out of the destination (`..`)",
+                raw.display()
+            ),
             Component::RootDir | Component::Prefix(_) => {
                 bail!("archive entry `{}` is an absolute path", raw.display())
             }
@@ -216,7 +254,11 @@ pub fn archive_relative_path(raw: &Path) -> Result<PathBuf> {
 /// (selected or not) with an absolute path or `..`, and any selected link that would point
 /// outside `dest`. Regular files, directories and in-tree symlinks are written; other kinds
 /// (devices, fifos) are skipped. Returns the relative paths written.
-pub fn unpack_tar_safely(reader: impl Read, dest: &Path, wanted: impl Fn(&Path) -> bool) -> Result<Vec<PathBuf>> {
+pub fn unpack_tar_safely(
+    reader: impl Read,
+    dest: &Path,
+    wanted: impl Fn(&Path) -> bool,
+) -> Result<Vec<PathBuf>> {
     let mut archive = tar::Archive::new(reader);
     let mut written = Vec::new();
     for entry in archive.entries().context("reading tar archive")? {
@@ -230,45 +272,69 @@ pub fn unpack_tar_safely(reader: impl Read, dest: &Path, wanted: impl Fn(&Path) 
         ensure_no_symlink_between(dest, &relative)?;
         let kind = entry.header().entry_type();
         if kind.is_dir() {
-            fs::create_dir_all(&target).with_context(|| format!("creating {}", target.display()))?;
+            fs::create_dir_all(&target)
+                .with_context(|| format!("creating {}", target.display()))?;
         } else if kind.is_file() {
             if let Some(parent) = target.parent() {
-                fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+                fs::create_dir_all(parent)
+                    .with_context(|| format!("creating {}", parent.display()))?;
             }
             let mode = entry.header().mode().unwrap_or(0o644) & 0o777;
             let mtime = entry.header().mtime().ok();
-            let mut file = fs::File::create(&target).with_context(|| format!("creating {}", target.display()))?;
-            std::io::copy(&mut entry, &mut file).with_context(|| format!("writing {}", target.display()))?;
+            let mut file = fs::File::create(&target)
+                .with_context(|| format!("creating {}", target.display()))?;
+            std::io::copy(&mut entry, &mut file)
+                .with_context(|| format!("writing {}", target.display()))?;
             // Scripts in kernel trees must stay executable; mtimes keep make's view of the tree.
             use std::os::unix::fs::PermissionsExt;
-            file.set_permissions(fs::Permissions::from_mode(mode)).with_context(|| format!("chmod {}", target.display()))?;
+            file.set_permissions(fs::Permissions::from_mode(mode))
+                .with_context(|| format!("chmod {}", target.display()))?;
             if let Some(mtime) = mtime {
-                let _ = file.set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(mtime));
+                let _ = file
+                    .set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(mtime));
             }
         } else if kind.is_symlink() || kind.is_hard_link() {
-            let link = entry.link_name().context("reading link target")?.with_context(|| {
-                format!("archive entry `{}` is a link without a target", raw.display())
-            })?;
+            let link = entry
+                .link_name()
+                .context("reading link target")?
+                .with_context(|| {
+                    format!(
+                        "archive entry `{}` is a link without a target",
+                        raw.display()
+                    )
+                })?;
             let link = link.into_owned();
             let resolved = if kind.is_symlink() {
                 if link.is_absolute() {
-                    bail!("archive entry `{}` links outside the destination (to `{}`)", raw.display(), link.display());
+                    bail!(
+                        "archive entry `{}` links outside the destination (to `{}`)",
+                        raw.display(),
+                        link.display()
+                    );
                 }
                 lexical_join(relative.parent().unwrap_or(Path::new("")), &link)
             } else {
                 lexical_join(Path::new(""), &link)
             };
             let Some(resolved) = resolved else {
-                bail!("archive entry `{}` links outside the destination (to `{}`)", raw.display(), link.display());
+                bail!(
+                    "archive entry `{}` links outside the destination (to `{}`)",
+                    raw.display(),
+                    link.display()
+                );
             };
             if let Some(parent) = target.parent() {
-                fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+                fs::create_dir_all(parent)
+                    .with_context(|| format!("creating {}", parent.display()))?;
             }
             if kind.is_symlink() {
-                std::os::unix::fs::symlink(&link, &target).with_context(|| format!("creating symlink {}", target.display()))?;
+                std::os::unix::fs::symlink(&link, &target)
+                    .with_context(|| format!("creating symlink {}", target.display()))?;
             } else {
                 let source = dest.join(&resolved);
-                fs::hard_link(&source, &target).with_context(|| format!("linking {} to {}", target.display(), source.display()))?;
+                fs::hard_link(&source, &target).with_context(|| {
+                    format!("linking {} to {}", target.display(), source.display())
+                })?;
             }
         } else {
             continue;
@@ -280,7 +346,10 @@ pub fn unpack_tar_safely(reader: impl Read, dest: &Path, wanted: impl Fn(&Path) 
 
 /// `base/link` with `.` and `..` resolved lexically; `None` when it climbs above the root.
 fn lexical_join(base: &Path, link: &Path) -> Option<PathBuf> {
-    let mut parts: Vec<std::ffi::OsString> = base.components().map(|c| c.as_os_str().to_owned()).collect();
+    let mut parts: Vec<std::ffi::OsString> = base
+        .components()
+        .map(|c| c.as_os_str().to_owned())
+        .collect();
     for component in link.components() {
         match component {
             Component::CurDir => {}
@@ -302,7 +371,11 @@ fn ensure_no_symlink_between(dest: &Path, relative: &Path) -> Result<()> {
         current.push(component);
         if let Ok(meta) = fs::symlink_metadata(&current) {
             if meta.file_type().is_symlink() {
-                bail!("archive entry `{}` would be written through the symlink {}", relative.display(), current.display());
+                bail!(
+                    "archive entry `{}` would be written through the symlink {}",
+                    relative.display(),
+                    current.display()
+                );
             }
         }
     }
@@ -315,14 +388,21 @@ pub fn with_deb_data<T>(deb: &Path, use_tar: impl FnOnce(&mut dyn Read) -> Resul
     let file = fs::File::open(deb).with_context(|| format!("opening {}", deb.display()))?;
     let mut archive = ar::Archive::new(file);
     while let Some(member) = archive.next_entry() {
-        let mut member = member.with_context(|| format!("reading ar member of {}", deb.display()))?;
-        let name = String::from_utf8_lossy(member.header().identifier()).trim_end_matches('/').to_owned();
+        let mut member =
+            member.with_context(|| format!("reading ar member of {}", deb.display()))?;
+        let name = String::from_utf8_lossy(member.header().identifier())
+            .trim_end_matches('/')
+            .to_owned();
         let result = match name.as_str() {
             "data.tar" => use_tar(&mut member),
             "data.tar.xz" => use_tar(&mut xz2::read::XzDecoder::new(member)),
-            "data.tar.zst" => use_tar(&mut zstd::stream::read::Decoder::new(member).context("starting zstd")?),
+            "data.tar.zst" => {
+                use_tar(&mut zstd::stream::read::Decoder::new(member).context("starting zstd")?)
+            }
             "data.tar.gz" => use_tar(&mut flate2::read::GzDecoder::new(member)),
-            other if other.starts_with("data.tar") => bail!("{}: unsupported data member {other}", deb.display()),
+            other if other.starts_with("data.tar") => {
+                bail!("{}: unsupported data member {other}", deb.display())
+            }
             _ => continue,
         };
         return result.with_context(|| format!("unpacking {name} of {}", deb.display()));
@@ -344,34 +424,50 @@ pub fn is_packaged_image_path(relative: &Path) -> bool {
 
 /// The kernel image inside a `.deb`: extracted (safely) into a cache blob. Returns the blob, the
 /// member's path and the release its path names. `Ok(Err(reason))` when the package holds no image.
-pub fn image_from_deb(deb: &Path, cache: &Cache) -> Result<std::result::Result<(Blob, String, String), String>> {
+pub fn image_from_deb(
+    deb: &Path,
+    cache: &Cache,
+) -> Result<std::result::Result<(Blob, String, String), String>> {
     let work = cache.work_dir("deb-")?;
-    let written = with_deb_data(deb, |tar| unpack_tar_safely(tar, work.path(), is_packaged_image_path))?;
+    let written = with_deb_data(deb, |tar| {
+        unpack_tar_safely(tar, work.path(), is_packaged_image_path)
+    })?;
     let mut images: Vec<&PathBuf> = written
         .iter()
-        .filter(|p| is_packaged_image_path(p) && fs::symlink_metadata(work.path().join(p)).is_ok_and(|m| m.is_file()))
+        .filter(|p| {
+            is_packaged_image_path(p)
+                && fs::symlink_metadata(work.path().join(p)).is_ok_and(|m| m.is_file())
+        })
         .collect();
     images.sort();
     images.dedup();
     let member = match images.as_slice() {
         [] => {
             return Ok(Err(format!(
-                "{} holds no kernel image (looked for boot/vmlinuz-* and usr/lib/modules/*/vmlinuz)",
-                deb.display()
-            )))
+            "{} holds no kernel image (looked for boot/vmlinuz-* and usr/lib/modules/*/vmlinuz)",
+            deb.display()
+        )))
         }
         [one] => (*one).clone(),
         several => {
             return Ok(Err(format!(
                 "{} holds several kernel images: {}",
                 deb.display(),
-                several.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+                several
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )))
         }
     };
     let path = work.path().join(&member);
     if !is_bzimage(&path).with_context(|| format!("reading {}", path.display()))? {
-        return Ok(Err(format!("{} in {} is not an x86 boot image", member.display(), deb.display())));
+        return Ok(Err(format!(
+            "{} in {} is not an x86 boot image",
+            member.display(),
+            deb.display()
+        )));
     }
     let release = release_from_member(&member);
     let blob = cache.insert_file(&path)?;
@@ -422,7 +518,10 @@ mod tests {
         });
         let dest = tempfile::tempdir().unwrap();
         let error = unpack_tar_safely(&bytes[..], &dest.path().join("out"), |_| true).unwrap_err();
-        assert!(format!("{error:#}").contains("climbs out of the destination"), "{error:#}");
+        assert!(
+            format!("{error:#}").contains("climbs out of the destination"),
+            "{error:#}"
+        );
         assert!(!dest.path().join("evil").exists());
     }
 
@@ -435,7 +534,10 @@ mod tests {
         });
         let dest = tempfile::tempdir().unwrap();
         let error = unpack_tar_safely(&bytes[..], dest.path(), |_| true).unwrap_err();
-        assert!(format!("{error:#}").contains("is an absolute path"), "{error:#}");
+        assert!(
+            format!("{error:#}").contains("is an absolute path"),
+            "{error:#}"
+        );
     }
 
     #[test]
@@ -445,14 +547,22 @@ mod tests {
             let mut link = tar::Header::new_gnu();
             link.set_entry_type(tar::EntryType::Symlink);
             link.set_size(0);
-            b.append_link(&mut link, "boot", "../../../../../../../..".to_owned() + outside.path().to_str().unwrap())
-                .unwrap();
+            b.append_link(
+                &mut link,
+                "boot",
+                "../../../../../../../..".to_owned() + outside.path().to_str().unwrap(),
+            )
+            .unwrap();
             let mut header = file_header(4);
-            b.append_data(&mut header, "boot/vmlinuz-evil", &b"evil"[..]).unwrap();
+            b.append_data(&mut header, "boot/vmlinuz-evil", &b"evil"[..])
+                .unwrap();
         });
         let dest = tempfile::tempdir().unwrap();
         let error = unpack_tar_safely(&bytes[..], dest.path(), |_| true).unwrap_err();
-        assert!(format!("{error:#}").contains("links outside the destination"), "{error:#}");
+        assert!(
+            format!("{error:#}").contains("links outside the destination"),
+            "{error:#}"
+        );
         assert_eq!(fs::read_dir(outside.path()).unwrap().count(), 0);
     }
 
@@ -468,29 +578,53 @@ mod tests {
         });
         let dest = tempfile::tempdir().unwrap();
         let error = unpack_tar_safely(&bytes[..], dest.path(), |_| true).unwrap_err();
-        assert!(format!("{error:#}").contains("written through the symlink"), "{error:#}");
+        assert!(
+            format!("{error:#}").contains("written through the symlink"),
+            "{error:#}"
+        );
     }
 
     #[test]
     fn selected_files_are_unpacked_and_others_skipped() {
         let bytes = tar_with(|b| {
-            b.append_data(&mut file_header(3), "./boot/vmlinuz-6.1.0-x", &b"img"[..]).unwrap();
-            b.append_data(&mut file_header(3), "./usr/share/doc/x", &b"doc"[..]).unwrap();
+            b.append_data(&mut file_header(3), "./boot/vmlinuz-6.1.0-x", &b"img"[..])
+                .unwrap();
+            b.append_data(&mut file_header(3), "./usr/share/doc/x", &b"doc"[..])
+                .unwrap();
         });
         let dest = tempfile::tempdir().unwrap();
         let written = unpack_tar_safely(&bytes[..], dest.path(), is_packaged_image_path).unwrap();
         assert_eq!(written, [PathBuf::from("boot/vmlinuz-6.1.0-x")]);
-        assert_eq!(fs::read(dest.path().join("boot/vmlinuz-6.1.0-x")).unwrap(), b"img");
+        assert_eq!(
+            fs::read(dest.path().join("boot/vmlinuz-6.1.0-x")).unwrap(),
+            b"img"
+        );
         assert!(!dest.path().join("usr").exists());
     }
 
     #[test]
     fn packaged_image_paths() {
-        assert!(is_packaged_image_path(Path::new("boot/vmlinuz-6.1.0-50-cloud-amd64")));
-        assert!(is_packaged_image_path(Path::new("usr/lib/modules/7.2.13+deb14-cloud-amd64/vmlinuz")));
-        assert!(!is_packaged_image_path(Path::new("boot/config-6.1.0-50-cloud-amd64")));
-        assert!(!is_packaged_image_path(Path::new("usr/lib/modules/7.2/kernel/vmlinuz")));
-        assert_eq!(release_from_member(Path::new("usr/lib/modules/7.2.13+deb14-cloud-amd64/vmlinuz")), "7.2.13+deb14-cloud-amd64");
-        assert_eq!(release_from_member(Path::new("boot/vmlinuz-6.1.0-50-cloud-amd64")), "6.1.0-50-cloud-amd64");
+        assert!(is_packaged_image_path(Path::new(
+            "boot/vmlinuz-6.1.0-50-cloud-amd64"
+        )));
+        assert!(is_packaged_image_path(Path::new(
+            "usr/lib/modules/7.2.13+deb14-cloud-amd64/vmlinuz"
+        )));
+        assert!(!is_packaged_image_path(Path::new(
+            "boot/config-6.1.0-50-cloud-amd64"
+        )));
+        assert!(!is_packaged_image_path(Path::new(
+            "usr/lib/modules/7.2/kernel/vmlinuz"
+        )));
+        assert_eq!(
+            release_from_member(Path::new(
+                "usr/lib/modules/7.2.13+deb14-cloud-amd64/vmlinuz"
+            )),
+            "7.2.13+deb14-cloud-amd64"
+        );
+        assert_eq!(
+            release_from_member(Path::new("boot/vmlinuz-6.1.0-50-cloud-amd64")),
+            "6.1.0-50-cloud-amd64"
+        );
     }
 }

@@ -12,12 +12,23 @@ use crate::cache::hash_file;
 pub(super) fn acquire(path: &Path) -> Result<Acquisition> {
     match std::fs::metadata(path) {
         Ok(meta) if meta.is_file() => {}
-        Ok(_) => return Ok(Acquisition::Unavailable { reason: format!("{} is not a file", path.display()) }),
-        Err(error) => return Ok(Acquisition::Unavailable { reason: format!("{}: {error}", path.display()) }),
+        Ok(_) => {
+            return Ok(Acquisition::Unavailable {
+                reason: format!("{} is not a file", path.display()),
+            })
+        }
+        Err(error) => {
+            return Ok(Acquisition::Unavailable {
+                reason: format!("{}: {error}", path.display()),
+            })
+        }
     }
     if !is_bzimage(path).with_context(|| format!("reading {}", path.display()))? {
         return Ok(Acquisition::Unavailable {
-            reason: format!("{} is not an x86 kernel image (no HdrS boot header)", path.display()),
+            reason: format!(
+                "{} is not an x86 kernel image (no HdrS boot header)",
+                path.display()
+            ),
         });
     }
     let (sha256, _) = hash_file(path).with_context(|| format!("hashing {}", path.display()))?;
@@ -26,7 +37,10 @@ pub(super) fn acquire(path: &Path) -> Result<Acquisition> {
         ("path".to_owned(), path.display().to_string()),
         ("image_sha256".to_owned(), sha256),
     ]);
-    Ok(Acquisition::Image(KernelImage { path: path.to_owned(), provenance }))
+    Ok(Acquisition::Image(KernelImage {
+        path: path.to_owned(),
+        provenance,
+    }))
 }
 
 #[cfg(test)]
@@ -37,10 +51,14 @@ mod tests {
     fn missing_and_non_kernel_files_are_unavailable() {
         let dir = tempfile::tempdir().unwrap();
         let missing = dir.path().join("bzImage");
-        let Acquisition::Unavailable { reason } = acquire(&missing).unwrap() else { panic!("missing file accepted") };
+        let Acquisition::Unavailable { reason } = acquire(&missing).unwrap() else {
+            panic!("missing file accepted")
+        };
         assert!(reason.contains("No such file"), "{reason}");
         std::fs::write(&missing, vec![0u8; 4096]).unwrap();
-        let Acquisition::Unavailable { reason } = acquire(&missing).unwrap() else { panic!("zeros accepted") };
+        let Acquisition::Unavailable { reason } = acquire(&missing).unwrap() else {
+            panic!("zeros accepted")
+        };
         assert!(reason.contains("no HdrS boot header"), "{reason}");
     }
 
@@ -51,8 +69,13 @@ mod tests {
         let mut bytes = vec![0u8; 4096];
         bytes[0x202..0x206].copy_from_slice(b"HdrS");
         std::fs::write(&image, &bytes).unwrap();
-        let Acquisition::Image(found) = acquire(&image).unwrap() else { panic!("image refused") };
+        let Acquisition::Image(found) = acquire(&image).unwrap() else {
+            panic!("image refused")
+        };
         assert_eq!(found.path, image);
-        assert_eq!(found.provenance["image_sha256"], crate::cache::sha256_hex(&bytes));
+        assert_eq!(
+            found.provenance["image_sha256"],
+            crate::cache::sha256_hex(&bytes)
+        );
     }
 }
