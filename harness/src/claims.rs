@@ -361,6 +361,11 @@ pub struct Claim {
     /// Why the test reads the claim the way it does. Default: none.
     #[serde(default)]
     pub note: Option<String>,
+    /// The claim is known to be wrong where it applies, and why: the report still shows it
+    /// contradicted, but a nightly run does not fail on it (a change is caught by `diff` and
+    /// evolution instead). Default: none, every contradiction fails.
+    #[serde(default)]
+    pub expected_difference: Option<String>,
     pub check: Check,
 }
 
@@ -427,6 +432,9 @@ pub fn parse(text: &str, name: &str) -> Result<Vec<Claim>, YamlError> {
         }
         if claim.quote.trim().is_empty() {
             return Err(fail("quote", "empty quote".into()));
+        }
+        if claim.expected_difference.is_some() && !matches!(claim.check, Check::Measured(_)) {
+            return Err(fail("expected_difference", "only a measured claim can be contradicted".into()));
         }
         if claim.changes_at.is_some() && matches!(claim.scope, Scope::Os(_)) {
             return Err(fail("changes_at", "a version change point needs a Linux or `any` scope".into()));

@@ -688,6 +688,7 @@ mod tests {
             scope,
             changes_at: None,
             note: None,
+            expected_difference: None,
             check: Check::Measured(vec![on("options.so_reuseport")]),
         }
     }

@@ -24,7 +24,7 @@ main { padding: 8px 32px 48px; }
 h2 { font-size: 18px; margin: 30px 0 10px; border-bottom: 1px solid #dde1e6; padding-bottom: 4px; }
 h3 { font-size: 15px; margin: 18px 0 8px; }
 .cards { display: flex; gap: 12px; flex-wrap: wrap; margin-top: 16px; }
-.card { background: #fff; border: 1px solid #dde1e6; border-radius: 8px; padding: 10px 14px; flex: 0 0 262px; }
+.card { background: #fff; border: 1px solid #dde1e6; border-radius: 8px; padding: 10px 14px; flex: 1 1 200px; max-width: 320px; }
 .card.unavailable { background: #eceef1; color: var(--muted); }
 .card .k { font-weight: 600; }
 .card .r { color: var(--muted); font-size: 12px; overflow: hidden; display: -webkit-box; -webkit-line-clamp: 3;
@@ -46,6 +46,7 @@ table.matrix { width: 100%; table-layout: fixed; }
 .matrix tr.doc td { background: #1d232b; color: #fff; font-weight: 600; padding: 5px 8px; font-size: 12.5px; }
 .matrix td.v { text-align: center; font-size: 11px; height: 26px; color: #fff; font-weight: 600; }
 td.holds { background: var(--holds); } td.contradicted { background: var(--contra); }
+td.known { background: repeating-linear-gradient(135deg, var(--contra), var(--contra) 7px, #b92b31 7px, #b92b31 14px); }
 td.unstable { background: var(--unstable); } td.missing { background: var(--missing); color: var(--ink) !important; }
 td.untested { background: var(--untested); color: var(--muted) !important; font-weight: 400 !important; }
 td.oos-agrees { background: var(--agree); color: #17492b !important; }
@@ -157,7 +158,7 @@ fn matrix(o: &mut String, evaluation: &Evaluation) {
     o.push_str("<h2>Claim × kernel matrix</h2><div class=\"legend\">");
     for (class, label) in [
         ("--holds", "holds"),
-        ("--contra", "contradicted"),
+        ("--contra", "contradicted (✗ known: the claims file records it as a known difference)"),
         ("--unstable", "unstable (differs between repetitions)"),
         ("--missing", "not measured"),
         ("--agree", "claimed for another OS/version: this kernel agrees"),
@@ -193,6 +194,9 @@ fn matrix(o: &mut String, evaluation: &Evaluation) {
             if let Some(note) = &c.note {
                 let _ = write!(o, "<div class=\"note\">Reading: {}</div>", h(note));
             }
+            if let Some(known) = &c.expected_difference {
+                let _ = write!(o, "<div class=\"note\">Known difference: {}</div>", h(known));
+            }
             match &c.check {
                 Check::Untested(reason) => {
                     let _ = write!(o, "<div class=\"note\">Untested: {}</div>", h(reason));
@@ -225,6 +229,14 @@ fn matrix(o: &mut String, evaluation: &Evaluation) {
                 match (&k.unavailable, v) {
                     (Some(reason), v) if !matches!(v, Verdict::Untested { .. }) => {
                         let _ = write!(o, "<td class=\"v unavailable\" title=\"unavailable: {}\">unavailable</td>", h(reason));
+                    }
+                    (None, Verdict::Contradicted { .. }) if c.expected_difference.is_some() => {
+                        let _ = write!(
+                            o,
+                            "<td class=\"v contradicted known\" title=\"known difference: {}. {}\">✗ known</td>",
+                            h(c.expected_difference.as_deref().unwrap_or_default()),
+                            h(&v.summary())
+                        );
                     }
                     _ => {
                         let _ = write!(o, "<td class=\"v {}\" title=\"{}\">{}</td>", cell(v).1, h(&v.summary()), short(v));

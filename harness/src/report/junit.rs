@@ -1,8 +1,9 @@
 //! `junit.xml`: one test suite per kernel, one test case per claim (`<kernel>::<claim>`).
 //!
-//! Holds passes; contradicted and unstable fail (an unstable outcome is never a pass); not
-//! measured, untested and out-of-scope are skipped, with the reason and, out of scope, whether the
-//! kernel agrees. An unavailable kernel's cases are all skipped with its reason.
+//! Holds passes; contradicted and unstable fail (an unstable outcome is never a pass), except a
+//! contradiction the claims file records as an expected difference, which is skipped with that
+//! reason; not measured, untested and out-of-scope are skipped, with the reason and, out of scope,
+//! whether the kernel agrees. An unavailable kernel's cases are all skipped with its reason.
 
 use std::fmt::Write;
 
@@ -16,7 +17,11 @@ pub fn render(evaluation: &Evaluation) -> String {
     let failures_all: usize = (0..evaluation.kernels.len()).map(|i| failures(evaluation, i)).sum();
     let _ = writeln!(out, "<testsuites name=\"reuseport-claims\" tests=\"{total}\" failures=\"{failures_all}\">");
     for (i, kernel) in evaluation.kernels.iter().enumerate() {
-        let skipped = evaluation.rows.iter().filter(|r| is_skipped(&r.verdicts[i], kernel.unavailable.is_some())).count();
+        let skipped = evaluation
+            .rows
+            .iter()
+            .filter(|r| is_skipped(&r.verdicts[i], r.claim.expected_difference.is_some(), kernel.unavailable.is_some()))
+            .count();
         let _ = writeln!(
             out,
             "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{}\" skipped=\"{skipped}\">",
@@ -38,6 +43,15 @@ pub fn render(evaluation: &Evaluation) -> String {
                     let _ = write!(out, "<skipped message=\"unavailable: {}\"/>", xml(reason));
                 }
                 (None, Verdict::Holds { .. }) => {}
+                (None, Verdict::Contradicted { .. }) if row.claim.expected_difference.is_some() => {
+                    let reason = row.claim.expected_difference.as_deref().unwrap_or_default();
+                    let _ = write!(
+                        out,
+                        "<skipped message=\"contradicted, an expected difference: {}. {}\"/>",
+                        xml(reason),
+                        xml(&verdict.summary())
+                    );
+                }
                 (None, Verdict::Contradicted { .. } | Verdict::Unstable { .. }) => {
                     let _ = write!(out, "<failure type=\"{}\" message=\"{}\"/>", verdict.label(), xml(&verdict.summary()));
                 }
@@ -57,13 +71,17 @@ fn failures(evaluation: &Evaluation, column: usize) -> usize {
     if evaluation.kernels[column].unavailable.is_some() {
         return 0;
     }
-    evaluation
-        .rows
-        .iter()
-        .filter(|r| matches!(r.verdicts[column], Verdict::Contradicted { .. } | Verdict::Unstable { .. }))
-        .count()
+    evaluation.rows.iter().filter(|r| fails(&r.verdicts[column], r.claim.expected_difference.is_some())).count()
 }
 
-fn is_skipped(verdict: &Verdict, unavailable: bool) -> bool {
-    unavailable || !matches!(verdict, Verdict::Holds { .. } | Verdict::Contradicted { .. } | Verdict::Unstable { .. })
+fn fails(verdict: &Verdict, expected_difference: bool) -> bool {
+    match verdict {
+        Verdict::Contradicted { .. } => !expected_difference,
+        Verdict::Unstable { .. } => true,
+        _ => false,
+    }
+}
+
+fn is_skipped(verdict: &Verdict, expected_difference: bool, unavailable: bool) -> bool {
+    unavailable || !(matches!(verdict, Verdict::Holds { .. }) || fails(verdict, expected_difference))
 }

@@ -113,6 +113,9 @@ pub fn render(evaluation: &Evaluation, evolution: &Evolution, distribution: &Dis
                 Some(_) if !matches!(v, Verdict::Untested { .. }) => {
                     let _ = write!(w, " unavailable |");
                 }
+                _ if row.claim.expected_difference.is_some() && matches!(v, Verdict::Contradicted { .. }) => {
+                    let _ = write!(w, " ❌ contradicted (known) |");
+                }
                 _ => {
                     let _ = write!(w, " {} |", symbol(v));
                 }
@@ -132,6 +135,9 @@ pub fn render(evaluation: &Evaluation, evolution: &Evolution, distribution: &Dis
             let _ = writeln!(w, "- **`{}`** ({}, {}): “{}”", row.claim.id, row.claim.doc.file_name(), row.claim.scope, md(&row.claim.quote));
             if let Some(note) = &row.claim.note {
                 let _ = writeln!(w, "  - *reading:* {}", md(note));
+            }
+            if let Some(known) = &row.claim.expected_difference {
+                let _ = writeln!(w, "  - *known difference:* {}", md(known));
             }
             // One line per distinct verdict text, naming the kernels it applies to.
             let mut seen: Vec<(String, Vec<&str>)> = Vec::new();

@@ -263,7 +263,7 @@ mod tests {
         for row in &evaluation.rows {
             assert!(md.contains(&format!("`{}`", row.claim.id)), "missing claim {}", row.claim.id);
         }
-        assert!(md.contains("❌ **contradicted**"), "no contradiction rendered");
+        assert!(md.contains("❌ contradicted (known)") || md.contains("❌ **contradicted**"), "no contradiction rendered");
     }
 
     #[test]
@@ -272,8 +272,20 @@ mod tests {
         let xml = render_junit(&evaluation);
         let cases = xml.matches("<testcase ").count();
         assert_eq!(cases, evaluation.kernels.len() * evaluation.rows.len());
-        let contradicted: usize = (0..evaluation.kernels.len()).map(|i| evaluation.tally(i).contradicted).sum();
-        assert!(xml.matches("<failure type=\"contradicted\"").count() == contradicted && contradicted > 0);
+        let contradicted: usize = evaluation
+            .rows
+            .iter()
+            .map(|r| r.verdicts.iter().filter(|v| matches!(v, Verdict::Contradicted { .. })).count())
+            .sum();
+        let expected: usize = evaluation
+            .rows
+            .iter()
+            .filter(|r| r.claim.expected_difference.is_some())
+            .map(|r| r.verdicts.iter().filter(|v| matches!(v, Verdict::Contradicted { .. })).count())
+            .sum();
+        assert!(contradicted > 0);
+        assert_eq!(xml.matches("<failure type=\"contradicted\"").count(), contradicted - expected);
+        assert_eq!(xml.matches("contradicted, an expected difference: ").count(), expected);
         assert!(xml.contains(&format!("name=\"{}::001.linux.reuseport-same-euid\"", evaluation.kernels[0].kernel)));
     }
 
