@@ -1272,4 +1272,143 @@ mod tests {
         );
         assert!(!p.contains_key("config_absent"), "{p:?}");
     }
+
+    fn context_at(root: &Path) -> AcquireContext {
+        AcquireContext {
+            repo_root: root.to_owned(),
+            cache: Cache::open(&root.join("cache"), true).unwrap(),
+            jobs: 1,
+            debian_mirror: crate::acquire::debian::DEFAULT_MIRROR.to_owned(),
+        }
+    }
+
+    fn spec_of(source: BuildSource) -> KernelSpec {
+        KernelSpec {
+            id: "t".into(),
+            version: None,
+            source: crate::matrix::KernelSource::Build(source.clone()),
+            boot: Default::default(),
+        }
+    }
+
+    fn prepare(
+        source: BuildSource,
+        ctx: &AcquireContext,
+    ) -> (SourceInput, PathBuf, tempfile::TempDir) {
+        let input = match source_input(&spec_of(source.clone()), &source, ctx).unwrap() {
+            Ok(input) => input,
+            Err(unavailable) => panic!("{unavailable:?}"),
+        };
+        let work = tempfile::tempdir().unwrap();
+        let tree = unpack(&input.unpack, work.path()).unwrap().unwrap();
+        (input, tree, work)
+    }
+
+    #[test]
+    fn a_directory_source_is_copied_cleaned_and_keyed_by_its_listing() {
+        let root = tempfile::tempdir().unwrap();
+        let ctx = context_at(root.path());
+        let dir = tree(&[
+            ("Makefile", MAKEFILE_3_9),
+            ("kernel/fork.c", "int x;\n"),
+            (".config", "CONFIG_X=y\n"),
+        ]);
+        // `make mrproper` on the copy needs a real kernel Makefile; without the in-tree build
+        // marker the copy is used as it is.
+        fs::remove_file(dir.path().join(".config")).unwrap();
+        let (input, tree, _work) = prepare(BuildSource::Dir(dir.path().to_owned()), &ctx);
+        assert_eq!(
+            fs::read_to_string(tree.join("kernel/fork.c")).unwrap(),
+            "int x;\n"
+        );
+        assert_eq!(KernelVersion::of_tree(&tree).unwrap().to_string(), "3.9.11");
+        let (again, _, _work2) = prepare(BuildSource::Dir(dir.path().to_owned()), &ctx);
+        assert_eq!(input.identity, again.identity, "same tree, same key");
+        fs::write(dir.path().join("kernel/fork.c"), "int y; /* longer */\n").unwrap();
+        let (changed, _, _work3) = prepare(BuildSource::Dir(dir.path().to_owned()), &ctx);
+        assert_ne!(
+            input.identity, changed.identity,
+            "an edited tree is a different build"
+        );
+    }
+
+    #[test]
+    fn a_git_source_is_archived_at_its_commit() {
+        let root = tempfile::tempdir().unwrap();
+        let ctx = context_at(root.path());
+        let repo = tree(&[("Makefile", MAKEFILE_3_9)]);
+        let git = |args: &[&str]| {
+            let status = Command::new("git")
+                .arg("-C")
+                .arg(repo.path())
+                .args([
+                    "-c",
+                    "user.name=t",
+                    "-c",
+                    "user.email=t@t",
+                    "-c",
+                    "commit.gpgsign=false",
+                ])
+                .args(args)
+                .output()
+                .unwrap();
+            assert!(
+                status.status.success(),
+                "git {args:?}: {}",
+                String::from_utf8_lossy(&status.stderr)
+            );
+            String::from_utf8_lossy(&status.stdout).trim().to_owned()
+        };
+        git(&["init", "-q"]);
+        git(&["add", "Makefile"]);
+        git(&["commit", "-q", "-m", "v3.9.11"]);
+        git(&["tag", "v3.9.11"]);
+        let commit = git(&["rev-parse", "HEAD"]);
+        fs::write(
+            repo.path().join("Makefile"),
+            "VERSION = 4\nPATCHLEVEL = 4\nSUBLEVEL = 0\n",
+        )
+        .unwrap();
+        git(&["commit", "-q", "-am", "v4.4"]);
+
+        let source = BuildSource::Git {
+            repo: repo.path().display().to_string(),
+            rev: "v3.9.11".into(),
+        };
+        let (input, tree, _work) = prepare(source, &ctx);
+        assert_eq!(input.identity, format!("git {commit}"));
+        assert_eq!(input.provenance["source_commit"], commit);
+        assert_eq!(
+            KernelVersion::of_tree(&tree).unwrap().to_string(),
+            "3.9.11",
+            "the tagged tree, not the work tree"
+        );
+
+        let missing = BuildSource::Git {
+            repo: repo.path().display().to_string(),
+            rev: "v9.9".into(),
+        };
+        let Err(Acquisition::Unavailable { reason }) =
+            source_input(&spec_of(missing.clone()), &missing, &ctx).unwrap()
+        else {
+            panic!("a missing revision was found")
+        };
+        assert!(reason.starts_with("git: no commit `v9.9` in "), "{reason}");
+    }
+
+    #[test]
+    fn a_missing_local_tarball_is_unavailable() {
+        let root = tempfile::tempdir().unwrap();
+        let ctx = context_at(root.path());
+        let source = BuildSource::LocalTarball(root.path().join("linux-nothing.tar.xz"));
+        let Err(Acquisition::Unavailable { reason }) =
+            source_input(&spec_of(source.clone()), &source, &ctx).unwrap()
+        else {
+            panic!("a missing tarball was found")
+        };
+        assert!(
+            reason.contains("linux-nothing.tar.xz: No such file"),
+            "{reason}"
+        );
+    }
 }

@@ -627,4 +627,80 @@ mod tests {
             "6.1.0-50-cloud-amd64"
         );
     }
+
+    fn fake_bzimage(path: &Path) -> Vec<u8> {
+        let mut bytes = vec![0u8; 4096];
+        bytes[0x202..0x206].copy_from_slice(b"HdrS");
+        bytes[100] = path.as_os_str().len() as u8;
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(path, &bytes).unwrap();
+        bytes
+    }
+
+    #[test]
+    fn an_image_in_images_id_overrides_the_source() {
+        let root = tempfile::tempdir().unwrap();
+        let ctx = AcquireContext {
+            repo_root: root.path().to_owned(),
+            cache: Cache::open(&root.path().join("images/cache"), true).unwrap(),
+            jobs: 1,
+            debian_mirror: debian::DEFAULT_MIRROR.to_owned(),
+        };
+        let spec = KernelSpec {
+            id: "3.8".into(),
+            version: Some("3.8".into()),
+            source: KernelSource::Build(crate::matrix::BuildSource::Tarball {
+                url: "https://cdn.kernel.org/pub/linux/kernel/v3.x/linux-3.8.13.tar.xz".into(),
+                sha256: None,
+            }),
+            boot: Default::default(),
+        };
+        let fragment = root.path().join("images/config/minimal.config");
+        fs::create_dir_all(fragment.parent().unwrap()).unwrap();
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        fs::copy(repo.join("images/config/minimal.config"), &fragment).unwrap();
+        // Offline with nothing cached: the source itself is unavailable…
+        let Acquisition::Unavailable { reason } = acquire(&spec, &ctx).unwrap() else {
+            panic!("acquired from nothing")
+        };
+        assert_eq!(reason, "offline and not cached: https://cdn.kernel.org/pub/linux/kernel/v3.x/linux-3.8.13.tar.xz");
+        // …but a user's image at images/3.8/vmlinuz-… is taken as it is, without any fetch.
+        let placed = root.path().join("images/3.8/vmlinuz-3.8.13");
+        let bytes = fake_bzimage(&placed);
+        let Acquisition::Image(image) = acquire(&spec, &ctx).unwrap() else {
+            panic!("override ignored")
+        };
+        assert_eq!(image.path, placed);
+        assert_eq!(image.provenance["source"], "override");
+        assert_eq!(
+            image.provenance["image_sha256"],
+            crate::cache::sha256_hex(&bytes)
+        );
+        // bzImage wins over other names.
+        let preferred = root.path().join("images/3.8/bzImage");
+        fake_bzimage(&preferred);
+        let Acquisition::Image(image) = acquire(&spec, &ctx).unwrap() else {
+            panic!("override ignored")
+        };
+        assert_eq!(image.path, preferred);
+    }
+
+    #[test]
+    fn the_host_is_never_overridden() {
+        let root = tempfile::tempdir().unwrap();
+        fake_bzimage(&root.path().join("images/host/bzImage"));
+        let ctx = AcquireContext {
+            repo_root: root.path().to_owned(),
+            cache: Cache::open(&root.path().join("images/cache"), true).unwrap(),
+            jobs: 1,
+            debian_mirror: debian::DEFAULT_MIRROR.to_owned(),
+        };
+        let spec = KernelSpec {
+            id: "host".into(),
+            version: None,
+            source: KernelSource::Host {},
+            boot: Default::default(),
+        };
+        assert_eq!(acquire(&spec, &ctx).unwrap(), Acquisition::Host);
+    }
 }
