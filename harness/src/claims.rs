@@ -32,8 +32,12 @@ pub enum Document {
 }
 
 impl Document {
-    pub const ALL: [Document; 4] =
-        [Document::UnixSocketFaq, Document::StackOverflowAnswer, Document::Baeldung, Document::LiangxuLinux];
+    pub const ALL: [Document; 4] = [
+        Document::UnixSocketFaq,
+        Document::StackOverflowAnswer,
+        Document::Baeldung,
+        Document::LiangxuLinux,
+    ];
 
     pub fn file_name(self) -> &'static str {
         match self {
@@ -82,7 +86,13 @@ impl Ord for Version {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
         let n = self.0.len().max(other.0.len());
         (0..n)
-            .map(|i| self.0.get(i).copied().unwrap_or(0).cmp(&other.0.get(i).copied().unwrap_or(0)))
+            .map(|i| {
+                self.0
+                    .get(i)
+                    .copied()
+                    .unwrap_or(0)
+                    .cmp(&other.0.get(i).copied().unwrap_or(0))
+            })
             .find(|o| o.is_ne())
             .unwrap_or(std::cmp::Ordering::Equal)
     }
@@ -115,7 +125,9 @@ impl TryFrom<String> for Version {
         let parts: Result<Vec<u32>, _> = text.split('.').map(str::parse::<u32>).collect();
         match parts {
             Ok(p) if !p.is_empty() => Ok(Version(p)),
-            _ => Err(format!("`{text}` is not a kernel version like \"3.9\" or \"4.5\"")),
+            _ => Err(format!(
+                "`{text}` is not a kernel version like \"3.9\" or \"4.5\""
+            )),
         }
     }
 }
@@ -317,8 +329,13 @@ impl fmt::Display for Expect {
             Expect::Uniform { alpha } => write!(f, "uniform (chi-square, alpha {alpha})"),
             Expect::Sticky(true) => f.write_str("a 4-tuple always reaches the same member"),
             Expect::Sticky(false) => f.write_str("a 4-tuple does not always reach the same member"),
-            Expect::Flat { max_ratio } => write!(f, "cost at the largest group <= {max_ratio}x a group of one"),
-            Expect::SameAs { replace, with } => write!(f, "same as with `{replace}` replaced by `{with}`"),
+            Expect::Flat { max_ratio } => write!(
+                f,
+                "cost at the largest group <= {max_ratio}x a group of one"
+            ),
+            Expect::SameAs { replace, with } => {
+                write!(f, "same as with `{replace}` replaced by `{with}`")
+            }
         }
     }
 }
@@ -407,7 +424,10 @@ pub fn load(path: &Path) -> Result<ClaimSet> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| anyhow::anyhow!("reading claims file {}: {e}", path.display()))?;
     let claims = parse(&text, &path.display().to_string())?;
-    Ok(ClaimSet { source: path.to_owned(), claims })
+    Ok(ClaimSet {
+        source: path.to_owned(),
+        claims,
+    })
 }
 
 /// Parses and validates claims from `text`; `name` starts every error message.
@@ -422,10 +442,17 @@ pub fn parse(text: &str, name: &str) -> Result<Vec<Claim>, YamlError> {
         let at = yaml::locate_key_value(text, "id", &claim.id, *occurrence);
         *occurrence += 1;
         let fail = |field: &str, message: String| {
-            YamlError::invalid(name, at, format!("claims[{index}] ({}).{field}: {message}", claim.id))
+            YamlError::invalid(
+                name,
+                at,
+                format!("claims[{index}] ({}).{field}: {message}", claim.id),
+            )
         };
         if !valid_id(&claim.id) {
-            return Err(fail("id", "ids are lowercase letters, digits, `.` and `-`".into()));
+            return Err(fail(
+                "id",
+                "ids are lowercase letters, digits, `.` and `-`".into(),
+            ));
         }
         if !ids.insert(claim.id.clone()) {
             return Err(fail("id", format!("duplicate claim id `{}`", claim.id)));
@@ -434,19 +461,31 @@ pub fn parse(text: &str, name: &str) -> Result<Vec<Claim>, YamlError> {
             return Err(fail("quote", "empty quote".into()));
         }
         if claim.expected_difference.is_some() && !matches!(claim.check, Check::Measured(_)) {
-            return Err(fail("expected_difference", "only a measured claim can be contradicted".into()));
+            return Err(fail(
+                "expected_difference",
+                "only a measured claim can be contradicted".into(),
+            ));
         }
         if claim.changes_at.is_some() && matches!(claim.scope, Scope::Os(_)) {
-            return Err(fail("changes_at", "a version change point needs a Linux or `any` scope".into()));
+            return Err(fail(
+                "changes_at",
+                "a version change point needs a Linux or `any` scope".into(),
+            ));
         }
         let id = claim.id.clone();
         match &mut claim.check {
             Check::Untested(reason) if reason.trim().is_empty() => {
-                return Err(fail("check.untested", "give the reason no experiment can test the claim".into()));
+                return Err(fail(
+                    "check.untested",
+                    "give the reason no experiment can test the claim".into(),
+                ));
             }
             Check::Untested(_) => {}
             Check::Measured(tests) if tests.is_empty() => {
-                return Err(fail("check.measured", "a measured claim needs at least one test".into()));
+                return Err(fail(
+                    "check.measured",
+                    "a measured claim needs at least one test".into(),
+                ));
             }
             Check::Measured(tests) => {
                 for (t, test) in tests.iter_mut().enumerate() {
@@ -459,7 +498,11 @@ pub fn parse(text: &str, name: &str) -> Result<Vec<Claim>, YamlError> {
                             Culprit::Test => String::new(),
                         };
                         let located = locate_after(text, at, &needle).or(at);
-                        YamlError::invalid(name, located, format!("claims[{index}] ({id}).{field}: {message}"))
+                        YamlError::invalid(
+                            name,
+                            located,
+                            format!("claims[{index}] ({id}).{field}: {message}"),
+                        )
                     })?;
                 }
             }
@@ -482,13 +525,22 @@ fn locate_after(text: &str, from: Option<Location>, needle: &str) -> Option<Loca
     if needle.is_empty() {
         return None;
     }
-    text.lines().enumerate().skip(from.line - 1).find_map(|(index, line)| {
-        line.find(needle).map(|column| Location { line: index + 1, column: column + 1 })
-    })
+    text.lines()
+        .enumerate()
+        .skip(from.line - 1)
+        .find_map(|(index, line)| {
+            line.find(needle).map(|column| Location {
+                line: index + 1,
+                column: column + 1,
+            })
+        })
 }
 
 fn valid_id(id: &str) -> bool {
-    !id.is_empty() && id.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-')
+    !id.is_empty()
+        && id
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-')
 }
 
 fn catalogue_ids() -> &'static [(String, Experiment)] {
@@ -503,7 +555,10 @@ pub fn glob_matches(pattern: &str, text: &str) -> bool {
         return pattern == text;
     }
     let (first, last) = (parts[0], parts[parts.len() - 1]);
-    if !text.starts_with(first) || !text[first.len()..].ends_with(last) || text.len() < first.len() + last.len() {
+    if !text.starts_with(first)
+        || !text[first.len()..].ends_with(last)
+        || text.len() < first.len() + last.len()
+    {
         return false;
     }
     let mut rest = &text[first.len()..text.len() - last.len()];
@@ -518,9 +573,15 @@ pub fn glob_matches(pattern: &str, text: &str) -> bool {
 
 /// Resolves the test's patterns and checks its fact and expectation against every experiment.
 /// The error names the offending pattern, when there is one, and says what is wrong.
-fn resolve_test(test: &mut Test, catalogue: &[(String, Experiment)]) -> Result<(), (Culprit, String)> {
+fn resolve_test(
+    test: &mut Test,
+    catalogue: &[(String, Experiment)],
+) -> Result<(), (Culprit, String)> {
     if test.experiments.is_empty() {
-        return Err((Culprit::Test, "experiments: list at least one experiment id or pattern".into()));
+        return Err((
+            Culprit::Test,
+            "experiments: list at least one experiment id or pattern".into(),
+        ));
     }
     let mut resolved = BTreeSet::new();
     for pattern in &test.experiments {
@@ -531,13 +592,23 @@ fn resolve_test(test: &mut Test, catalogue: &[(String, Experiment)]) -> Result<(
             .map(|(i, _)| i)
             .collect();
         if matched.is_empty() {
-            let hint = if pattern.contains('*') { "pattern matches no experiment" } else { "no experiment has this id" };
-            return Err((Culprit::Pattern(pattern.clone()), format!("experiments: `{pattern}`: {hint} in the catalogue")));
+            let hint = if pattern.contains('*') {
+                "pattern matches no experiment"
+            } else {
+                "no experiment has this id"
+            };
+            return Err((
+                Culprit::Pattern(pattern.clone()),
+                format!("experiments: `{pattern}`: {hint} in the catalogue"),
+            ));
         }
         for i in matched {
             let (id, experiment) = &catalogue[i];
             let kind = fact_kind(experiment, &test.fact).map_err(|m| {
-                (Culprit::Fact, format!("fact: `{}` is not recorded by {id}: {m}", test.fact))
+                (
+                    Culprit::Fact,
+                    format!("fact: `{}` is not recorded by {id}: {m}", test.fact),
+                )
             })?;
             check_expectation(&test.expect, experiment, &test.fact, kind)
                 .map_err(|m| (Culprit::Fact, format!("expect: {m} (experiment {id})")))?;
@@ -553,7 +624,10 @@ fn resolve_test(test: &mut Test, catalogue: &[(String, Experiment)]) -> Result<(
             resolved.insert(i);
         }
     }
-    test.resolved = resolved.into_iter().map(|i| catalogue[i].0.clone()).collect();
+    test.resolved = resolved
+        .into_iter()
+        .map(|i| catalogue[i].0.clone())
+        .collect();
     Ok(())
 }
 
@@ -572,7 +646,10 @@ pub enum FactKind {
 pub fn fact_kind(experiment: &Experiment, fact: &str) -> Result<FactKind, String> {
     use FactKind::*;
     let (table, labels): (&[(&str, FactKind)], Vec<String>) = match experiment {
-        Experiment::Options(_) => (&[("set", Outcomes), ("get", Outcomes), ("value", Count)], vec![]),
+        Experiment::Options(_) => (
+            &[("set", Outcomes), ("get", Outcomes), ("value", Count)],
+            vec![],
+        ),
         Experiment::Bind(_) => (
             &[
                 ("a_setup", Outcomes),
@@ -594,7 +671,12 @@ pub fn fact_kind(experiment: &Experiment, fact: &str) -> Result<FactKind, String
             vec![],
         ),
         Experiment::Connect(_) => (
-            &[("flags.*", Outcomes), ("bind.*", Outcomes), ("connect.*", Outcomes), ("reply", Receivers)],
+            &[
+                ("flags.*", Outcomes),
+                ("bind.*", Outcomes),
+                ("connect.*", Outcomes),
+                ("reply", Receivers),
+            ],
             vec!["A".into(), "B".into()],
         ),
         Experiment::Multicast(_) => (
@@ -619,7 +701,11 @@ pub fn fact_kind(experiment: &Experiment, fact: &str) -> Result<FactKind, String
                 };
             }
             (
-                &[("flags.*", Outcomes), ("bind.*", Outcomes), ("listen.*", Outcomes)],
+                &[
+                    ("flags.*", Outcomes),
+                    ("bind.*", Outcomes),
+                    ("listen.*", Outcomes),
+                ],
                 case.sockets().iter().map(|s| s.label.to_string()).collect(),
             )
         }
@@ -638,10 +724,23 @@ pub fn fact_kind(experiment: &Experiment, fact: &str) -> Result<FactKind, String
             ],
             vec![],
         ),
-        Experiment::Steering(_) => {
-            (&[("attach", Outcomes), ("counts", Counts), ("expected", Counts), ("steered", Count)], vec![])
-        }
-        Experiment::LookupCost(_) => (&[("sizes", Counts), ("ns_per_flow", Numbers), ("bind", Outcomes)], vec![]),
+        Experiment::Steering(_) => (
+            &[
+                ("attach", Outcomes),
+                ("counts", Counts),
+                ("expected", Counts),
+                ("steered", Count),
+            ],
+            vec![],
+        ),
+        Experiment::LookupCost(_) => (
+            &[
+                ("sizes", Counts),
+                ("ns_per_flow", Numbers),
+                ("bind", Outcomes),
+            ],
+            vec![],
+        ),
         Experiment::SelfTest(_) => (&[], vec![]),
     };
     for (name, kind) in table {
@@ -650,7 +749,10 @@ pub fn fact_kind(experiment: &Experiment, fact: &str) -> Result<FactKind, String
                 return if labels.iter().any(|l| l == label) {
                     Ok(*kind)
                 } else {
-                    Err(format!("the experiment's sockets are {}", labels.join(", ")))
+                    Err(format!(
+                        "the experiment's sockets are {}",
+                        labels.join(", ")
+                    ))
                 };
             }
         } else if *name == fact {
@@ -659,17 +761,28 @@ pub fn fact_kind(experiment: &Experiment, fact: &str) -> Result<FactKind, String
     }
     let names: Vec<String> = table
         .iter()
-        .map(|(n, _)| n.strip_suffix('*').map(|p| format!("{p}<label>")).unwrap_or_else(|| n.to_string()))
+        .map(|(n, _)| {
+            n.strip_suffix('*')
+                .map(|p| format!("{p}<label>"))
+                .unwrap_or_else(|| n.to_string())
+        })
         .collect();
     Err(format!("its family records {}", names.join(", ")))
 }
 
-fn check_expectation(expect: &Expect, experiment: &Experiment, fact: &str, kind: FactKind) -> Result<(), String> {
+fn check_expectation(
+    expect: &Expect,
+    experiment: &Experiment,
+    fact: &str,
+    kind: FactKind,
+) -> Result<(), String> {
     let needs = |wanted: FactKind, what: &str| {
         if kind == wanted {
             Ok(())
         } else {
-            Err(format!("{what} needs a {wanted:?} fact, `{fact}` is {kind:?}"))
+            Err(format!(
+                "{what} needs a {wanted:?} fact, `{fact}` is {kind:?}"
+            ))
         }
     };
     match expect {
@@ -677,17 +790,23 @@ fn check_expectation(expect: &Expect, experiment: &Experiment, fact: &str, kind:
         Expect::Receiver(_) | Expect::ReceiverIn(_) => needs(FactKind::Receivers, "receiver"),
         Expect::Uniform { alpha } => {
             if !(*alpha > 0.0 && *alpha < 1.0) {
-                return Err(format!("uniform.alpha must lie between 0 and 1, not {alpha}"));
+                return Err(format!(
+                    "uniform.alpha must lie between 0 and 1, not {alpha}"
+                ));
             }
             needs(FactKind::Counts, "uniform")
         }
         Expect::Sticky(_) => match experiment {
             Experiment::Distribution(cell) if !cell.churn && fact == "repeat_same" => Ok(()),
-            _ => Err("sticky reads `repeat_same` (against `repeat_flows`) of a distribution cell".into()),
+            _ => Err(
+                "sticky reads `repeat_same` (against `repeat_flows`) of a distribution cell".into(),
+            ),
         },
         Expect::Flat { max_ratio } => {
             if !(*max_ratio >= 1.0) {
-                return Err(format!("flat.max_ratio must be at least 1, not {max_ratio}"));
+                return Err(format!(
+                    "flat.max_ratio must be at least 1, not {max_ratio}"
+                ));
             }
             needs(FactKind::Numbers, "flat")
         }
@@ -698,7 +817,9 @@ fn check_expectation(expect: &Expect, experiment: &Experiment, fact: &str, kind:
             if matches!(kind, FactKind::Outcomes | FactKind::Receivers) {
                 Ok(())
             } else {
-                Err(format!("same_as compares outcomes or receivers, `{fact}` is {kind:?}"))
+                Err(format!(
+                    "same_as compares outcomes or receivers, `{fact}` is {kind:?}"
+                ))
             }
         }
     }
@@ -763,14 +884,27 @@ claims:
             ]
         );
         assert_eq!(claims[0].scope.covers_linux(None), Some(true));
-        assert_eq!(claims[1].scope.covers_linux(Some(&Version(vec![3, 8]))), Some(false));
-        assert_eq!(claims[1].scope.covers_linux(Some(&Version(vec![3, 9, 0]))), Some(true));
-        assert_eq!(claims[2].scope.covers_linux(Some(&Version(vec![6, 1]))), Some(false));
+        assert_eq!(
+            claims[1].scope.covers_linux(Some(&Version(vec![3, 8]))),
+            Some(false)
+        );
+        assert_eq!(
+            claims[1].scope.covers_linux(Some(&Version(vec![3, 9, 0]))),
+            Some(true)
+        );
+        assert_eq!(
+            claims[2].scope.covers_linux(Some(&Version(vec![6, 1]))),
+            Some(false)
+        );
     }
 
     #[test]
     fn unknown_field_is_located_and_named() {
-        let text = GOOD.replacen("    quote: \"Linux kernel", "    qoute: x\n    quote: \"Linux kernel", 1);
+        let text = GOOD.replacen(
+            "    quote: \"Linux kernel",
+            "    qoute: x\n    quote: \"Linux kernel",
+            1,
+        );
         let error = error_of(&text);
         assert!(error.starts_with("claims.yaml:14:5: "), "{error}");
         assert!(error.contains("unknown field `qoute`"), "{error}");
@@ -791,7 +925,10 @@ claims:
     fn unknown_experiment_points_at_the_pattern() {
         let error = error_of(&GOOD.replacen("[options.so_reuseport]", "[options.so_reuseprot]", 1));
         assert!(error.starts_with("claims.yaml:19:25: "), "{error}");
-        assert!(error.contains("claims[1] (t.reuseport-appears).check.measured[0]"), "{error}");
+        assert!(
+            error.contains("claims[1] (t.reuseport-appears).check.measured[0]"),
+            "{error}"
+        );
         assert!(error.contains("options.so_reuseprot"), "{error}");
         let error = error_of(&GOOD.replacen("bind.*.v4lo+v4lo.bound", "bind.*.v4lo+v4lo.bund", 1));
         assert!(error.contains("pattern matches no experiment"), "{error}");
@@ -803,7 +940,8 @@ claims:
         assert!(error.starts_with("claims.yaml:10:11: "), "{error}");
         assert!(error.contains("fact: `b_bnd` is not recorded"), "{error}");
         assert!(error.contains("b_bind"), "{error}");
-        let error = error_of(&GOOD.replacen("{outcome: EADDRINUSE}", "{uniform: {alpha: 0.001}}", 1));
+        let error =
+            error_of(&GOOD.replacen("{outcome: EADDRINUSE}", "{uniform: {alpha: 0.001}}", 1));
         assert!(error.contains("uniform needs a Counts fact"), "{error}");
     }
 
@@ -824,14 +962,32 @@ claims:
     fn the_repository_claims_file_is_valid_and_covers_every_document() {
         let (_, claims) = repository_claims();
         for doc in Document::ALL {
-            let measured = claims.iter().filter(|c| c.doc == doc && !c.tests().is_empty()).count();
-            let untested = claims.iter().filter(|c| c.doc == doc && c.tests().is_empty()).count();
-            assert!(measured >= 5, "{}: only {measured} measured claims", doc.file_name());
-            assert!(untested >= 1, "{}: no untested claim listed", doc.file_name());
+            let measured = claims
+                .iter()
+                .filter(|c| c.doc == doc && !c.tests().is_empty())
+                .count();
+            let untested = claims
+                .iter()
+                .filter(|c| c.doc == doc && c.tests().is_empty())
+                .count();
+            assert!(
+                measured >= 5,
+                "{}: only {measured} measured claims",
+                doc.file_name()
+            );
+            assert!(
+                untested >= 1,
+                "{}: no untested claim listed",
+                doc.file_name()
+            );
         }
         for claim in &claims {
             for test in claim.tests() {
-                assert!(!test.resolved.is_empty(), "{} resolves to nothing", claim.id);
+                assert!(
+                    !test.resolved.is_empty(),
+                    "{} resolves to nothing",
+                    claim.id
+                );
             }
         }
     }
@@ -840,9 +996,9 @@ claims:
     /// `$SEEDS_DIR`); every quote must be an exact substring of its document.
     #[test]
     fn every_quote_is_exact() {
-        let dir = std::env::var_os("SEEDS_DIR").map(PathBuf::from).unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/seeds")
-        });
+        let dir = std::env::var_os("SEEDS_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/seeds"));
         let (_, claims) = repository_claims();
         let mut wrong = Vec::new();
         for doc in Document::ALL {
@@ -855,12 +1011,19 @@ claims:
                 }
             }
         }
-        assert!(wrong.is_empty(), "quotes not found in their documents:\n{}", wrong.join("\n"));
+        assert!(
+            wrong.is_empty(),
+            "quotes not found in their documents:\n{}",
+            wrong.join("\n")
+        );
     }
 
     #[test]
     fn globs() {
-        assert!(glob_matches("bind.*.same-uid", "bind.tcp.v4lo+v4lo.bound.a-rp.b-rp.same-uid"));
+        assert!(glob_matches(
+            "bind.*.same-uid",
+            "bind.tcp.v4lo+v4lo.bound.a-rp.b-rp.same-uid"
+        ));
         assert!(glob_matches("a*b*c", "axxbyyc"));
         assert!(!glob_matches("a*b*c", "axxcyyb"));
         assert!(!glob_matches("ab*ba", "aba"));

@@ -63,17 +63,33 @@ impl Diff {
 
 /// Compares two result sets kernel by kernel (matched by kernel id).
 pub fn diff(old: &[KernelResult], new: &[KernelResult]) -> Diff {
-    let old_by: BTreeMap<&str, &KernelResult> = old.iter().map(|k| (k.kernel.as_str(), k)).collect();
-    let new_by: BTreeMap<&str, &KernelResult> = new.iter().map(|k| (k.kernel.as_str(), k)).collect();
+    let old_by: BTreeMap<&str, &KernelResult> =
+        old.iter().map(|k| (k.kernel.as_str(), k)).collect();
+    let new_by: BTreeMap<&str, &KernelResult> =
+        new.iter().map(|k| (k.kernel.as_str(), k)).collect();
     let mut d = Diff {
-        kernels_added: new_by.keys().filter(|k| !old_by.contains_key(*k)).map(|k| k.to_string()).collect(),
-        kernels_removed: old_by.keys().filter(|k| !new_by.contains_key(*k)).map(|k| k.to_string()).collect(),
+        kernels_added: new_by
+            .keys()
+            .filter(|k| !old_by.contains_key(*k))
+            .map(|k| k.to_string())
+            .collect(),
+        kernels_removed: old_by
+            .keys()
+            .filter(|k| !new_by.contains_key(*k))
+            .map(|k| k.to_string())
+            .collect(),
         ..Diff::default()
     };
     // Catalogue order reads better than alphabetical order in a report.
-    let order: BTreeMap<String, usize> = wire::catalogue().iter().enumerate().map(|(i, e)| (e.id(), i)).collect();
+    let order: BTreeMap<String, usize> = wire::catalogue()
+        .iter()
+        .enumerate()
+        .map(|(i, e)| (e.id(), i))
+        .collect();
     for (kernel, before) in &old_by {
-        let Some(after) = new_by.get(kernel) else { continue };
+        let Some(after) = new_by.get(kernel) else {
+            continue;
+        };
         if before.run.label() != after.run.label() {
             d.runs.push(RunChange {
                 kernel: kernel.to_string(),
@@ -88,13 +104,24 @@ pub fn diff(old: &[KernelResult], new: &[KernelResult]) -> Diff {
                 after: after.release().unwrap_or("none").into(),
             });
         }
-        let sig_before: BTreeMap<&str, Signature> =
-            before.records.iter().map(|r| (r.id.as_str(), evolution::signature(r))).collect();
-        let sig_after: BTreeMap<&str, Signature> =
-            after.records.iter().map(|r| (r.id.as_str(), evolution::signature(r))).collect();
+        let sig_before: BTreeMap<&str, Signature> = before
+            .records
+            .iter()
+            .map(|r| (r.id.as_str(), evolution::signature(r)))
+            .collect();
+        let sig_after: BTreeMap<&str, Signature> = after
+            .records
+            .iter()
+            .map(|r| (r.id.as_str(), evolution::signature(r)))
+            .collect();
         let ids: BTreeSet<&str> = sig_before.keys().chain(sig_after.keys()).copied().collect();
         let mut ids: Vec<&str> = ids.into_iter().collect();
-        ids.sort_by_key(|id| (order.get(*id).copied().unwrap_or(usize::MAX), id.to_string()));
+        ids.sort_by_key(|id| {
+            (
+                order.get(*id).copied().unwrap_or(usize::MAX),
+                id.to_string(),
+            )
+        });
         for id in ids {
             let change = match (sig_before.get(id), sig_after.get(id)) {
                 (Some(b), Some(a)) => {
@@ -108,7 +135,11 @@ pub fn diff(old: &[KernelResult], new: &[KernelResult]) -> Diff {
                 (Some(_), None) => Change::Disappeared,
                 (None, None) => continue,
             };
-            d.experiments.push(ExperimentChange { kernel: kernel.to_string(), experiment: id.to_string(), change });
+            d.experiments.push(ExperimentChange {
+                kernel: kernel.to_string(),
+                experiment: id.to_string(),
+                change,
+            });
         }
     }
     d
@@ -134,11 +165,19 @@ impl fmt::Display for Diff {
         }
         for e in &self.experiments {
             match &e.change {
-                Change::Appeared => writeln!(f, "{} :: {}: newly measured", e.kernel, e.experiment)?,
-                Change::Disappeared => writeln!(f, "{} :: {}: no longer measured", e.kernel, e.experiment)?,
+                Change::Appeared => {
+                    writeln!(f, "{} :: {}: newly measured", e.kernel, e.experiment)?
+                }
+                Change::Disappeared => {
+                    writeln!(f, "{} :: {}: no longer measured", e.kernel, e.experiment)?
+                }
                 Change::Changed { changes } => {
                     for c in changes {
-                        writeln!(f, "{} :: {}: {} {} -> {}", e.kernel, e.experiment, c.aspect, c.before, c.after)?;
+                        writeln!(
+                            f,
+                            "{} :: {}: {} {} -> {}",
+                            e.kernel, e.experiment, c.aspect, c.before, c.after
+                        )?;
                     }
                 }
             }
@@ -168,8 +207,10 @@ mod tests {
     #[test]
     fn an_upgrade_shows_as_changed_outcomes_by_kernel_and_experiment() {
         let results = fixtures::results();
-        let measured: Vec<&KernelResult> =
-            crate::evaluate::ordered(&results).into_iter().filter(|k| !k.records.is_empty()).collect();
+        let measured: Vec<&KernelResult> = crate::evaluate::ordered(&results)
+            .into_iter()
+            .filter(|k| !k.records.is_empty())
+            .collect();
         let removed = {
             let mut fewer = measured[0].clone();
             let gone = fewer.records.pop().expect("records").id;
@@ -188,12 +229,19 @@ mod tests {
         let d = diff(&[old], &[new]);
         for e in &d.experiments {
             if let Change::Changed { changes } = &e.change {
-                assert!(changes.iter().all(|c| c.aspect != "counts"), "raw counts compared in {}", e.experiment);
+                assert!(
+                    changes.iter().all(|c| c.aspect != "counts"),
+                    "raw counts compared in {}",
+                    e.experiment
+                );
             }
         }
         let text = d.to_string();
         for e in d.experiments.iter().take(5) {
-            assert!(text.contains(&format!("{} :: {}", e.kernel, e.experiment)), "{text}");
+            assert!(
+                text.contains(&format!("{} :: {}", e.kernel, e.experiment)),
+                "{text}"
+            );
         }
     }
 }

@@ -19,14 +19,28 @@ use crate::stats;
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "verdict", rename_all = "snake_case")]
 pub enum Verdict {
-    Holds { observed: Vec<Observation> },
-    Contradicted { observed: Vec<Observation>, expected: String },
-    NotMeasured { why: String },
-    Unstable { values: Vec<Observation> },
+    Holds {
+        observed: Vec<Observation>,
+    },
+    Contradicted {
+        observed: Vec<Observation>,
+        expected: String,
+    },
+    NotMeasured {
+        why: String,
+    },
+    Unstable {
+        values: Vec<Observation>,
+    },
     /// The claim is made for `claimed_for`, which this kernel is not; `observed` is what the
     /// measurement says (never itself `OutOfScope`).
-    OutOfScope { claimed_for: String, observed: Box<Verdict> },
-    Untested { reason: String },
+    OutOfScope {
+        claimed_for: String,
+        observed: Box<Verdict>,
+    },
+    Untested {
+        reason: String,
+    },
 }
 
 impl Verdict {
@@ -69,7 +83,10 @@ impl Verdict {
         match self {
             Verdict::Holds { observed } => format!("holds: {}", brief(observed)),
             Verdict::Contradicted { observed, .. } => {
-                let differing: Vec<&Observation> = observed.iter().filter(|o| o.status == Match::Differs).collect();
+                let differing: Vec<&Observation> = observed
+                    .iter()
+                    .filter(|o| o.status == Match::Differs)
+                    .collect();
                 let mut groups: Vec<((&str, &str, &str), Vec<&str>)> = Vec::new();
                 for o in &differing {
                     let key = (o.fact.as_str(), o.expected.as_str(), o.observed.as_str());
@@ -90,9 +107,18 @@ impl Verdict {
                 if groups.len() > 3 {
                     text.push_str(&format!("; and {} more", groups.len() - 3));
                 }
-                let agreeing = observed.iter().filter(|o| o.status == Match::Matches).count();
-                let unmeasured = observed.iter().filter(|o| matches!(o.status, Match::Missing { .. })).count();
-                let unstable = observed.iter().filter(|o| o.status == Match::Unstable).count();
+                let agreeing = observed
+                    .iter()
+                    .filter(|o| o.status == Match::Matches)
+                    .count();
+                let unmeasured = observed
+                    .iter()
+                    .filter(|o| matches!(o.status, Match::Missing { .. }))
+                    .count();
+                let unstable = observed
+                    .iter()
+                    .filter(|o| o.status == Match::Unstable)
+                    .count();
                 let mut others = Vec::new();
                 if agreeing > 0 {
                     others.push(format!("{agreeing} other experiment(s) as expected"));
@@ -110,13 +136,19 @@ impl Verdict {
             }
             Verdict::NotMeasured { why } => format!("not measured: {why}"),
             Verdict::Unstable { values } => format!("unstable: {}", brief(values)),
-            Verdict::OutOfScope { claimed_for, observed } => {
+            Verdict::OutOfScope {
+                claimed_for,
+                observed,
+            } => {
                 let linux = match self.agreement() {
                     Some(Agreement::Agrees) => "Linux agrees",
                     Some(Agreement::Disagrees) => "Linux disagrees",
                     _ => "Linux unknown",
                 };
-                format!("claimed for {claimed_for}; {linux} ({})", observed.summary())
+                format!(
+                    "claimed for {claimed_for}; {linux} ({})",
+                    observed.summary()
+                )
             }
             Verdict::Untested { reason } => format!("untested: {reason}"),
         }
@@ -155,7 +187,10 @@ pub enum Match {
 fn brief(observations: &[Observation]) -> String {
     let mut groups: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     for o in observations {
-        groups.entry(o.observed.as_str()).or_default().push(&o.experiment);
+        groups
+            .entry(o.observed.as_str())
+            .or_default()
+            .push(&o.experiment);
     }
     let parts: Vec<String> = groups
         .iter()
@@ -288,17 +323,26 @@ pub fn evaluate(claims: &ClaimSet, results: &[KernelResult]) -> Evaluation {
             verdicts: kernels.iter().map(|k| judge(claim, k)).collect(),
         })
         .collect();
-    Evaluation { kernels: kernels.iter().map(|k| column(k)).collect(), rows }
+    Evaluation {
+        kernels: kernels.iter().map(|k| column(k)).collect(),
+        rows,
+    }
 }
 
 /// One claim on one kernel.
 pub fn judge(claim: &Claim, kernel: &KernelResult) -> Verdict {
     let tests = match &claim.check {
-        Check::Untested(reason) => return Verdict::Untested { reason: reason.clone() },
+        Check::Untested(reason) => {
+            return Verdict::Untested {
+                reason: reason.clone(),
+            }
+        }
         Check::Measured(tests) => tests,
     };
     let measured = if let RunOutcome::Unavailable { reason } = &kernel.run {
-        Verdict::NotMeasured { why: format!("kernel unavailable: {reason}") }
+        Verdict::NotMeasured {
+            why: format!("kernel unavailable: {reason}"),
+        }
     } else {
         measure(tests, kernel)
     };
@@ -336,19 +380,29 @@ fn measure(tests: &[Test], kernel: &KernelResult) -> Verdict {
         }
     }
     let expected = {
-        let mut e: Vec<String> = tests.iter().map(|t| format!("{} = {}", t.fact, t.expect)).collect();
+        let mut e: Vec<String> = tests
+            .iter()
+            .map(|t| format!("{} = {}", t.fact, t.expect))
+            .collect();
         e.dedup();
         e.join("; ")
     };
     if observations.iter().any(|o| o.status == Match::Differs) {
-        let (mut differs, rest): (Vec<_>, Vec<_>) =
-            observations.into_iter().partition(|o| o.status == Match::Differs);
+        let (mut differs, rest): (Vec<_>, Vec<_>) = observations
+            .into_iter()
+            .partition(|o| o.status == Match::Differs);
         differs.extend(rest);
-        return Verdict::Contradicted { observed: differs, expected };
+        return Verdict::Contradicted {
+            observed: differs,
+            expected,
+        };
     }
     if observations.iter().any(|o| o.status == Match::Unstable) {
         return Verdict::Unstable {
-            values: observations.into_iter().filter(|o| o.status == Match::Unstable).collect(),
+            values: observations
+                .into_iter()
+                .filter(|o| o.status == Match::Unstable)
+                .collect(),
         };
     }
     let missing: Vec<String> = observations
@@ -359,24 +413,42 @@ fn measure(tests: &[Test], kernel: &KernelResult) -> Verdict {
         })
         .collect();
     if !missing.is_empty() {
-        let more = if missing.len() > 3 { format!(" (and {} more)", missing.len() - 3) } else { String::new() };
-        return Verdict::NotMeasured { why: format!("{}{more}", missing[..missing.len().min(3)].join("; ")) };
+        let more = if missing.len() > 3 {
+            format!(" (and {} more)", missing.len() - 3)
+        } else {
+            String::new()
+        };
+        return Verdict::NotMeasured {
+            why: format!("{}{more}", missing[..missing.len().min(3)].join("; ")),
+        };
     }
     if observations.is_empty() {
-        return Verdict::NotMeasured { why: "the claim's tests resolve to no experiment".into() };
+        return Verdict::NotMeasured {
+            why: "the claim's tests resolve to no experiment".into(),
+        };
     }
-    Verdict::Holds { observed: observations }
+    Verdict::Holds {
+        observed: observations,
+    }
 }
 
 fn observe(test: &Test, id: &str, kernel: &KernelResult, tests_in_claim: usize) -> Observation {
     let (observed, status) = match usable_record(id, kernel) {
         Err(why) => (String::new(), Match::Missing { why }),
-        Ok(record) => match precondition(record, &test.fact).and_then(|()| address_available(record, &test.fact)) {
+        Ok(record) => match precondition(record, &test.fact)
+            .and_then(|()| address_available(record, &test.fact))
+        {
             Err(why) => (String::new(), Match::Missing { why }),
             Ok(()) => compare(test, record, kernel, tests_in_claim),
         },
     };
-    Observation { experiment: id.to_owned(), fact: test.fact.clone(), observed, expected: test.expect.to_string(), status }
+    Observation {
+        experiment: id.to_owned(),
+        fact: test.fact.clone(),
+        observed,
+        expected: test.expect.to_string(),
+        status,
+    }
 }
 
 /// The record of `id`, when it can be judged: present, and completed (or stopped as unsupported,
@@ -404,7 +476,12 @@ fn precondition(record: &ExperimentRecord, fact: &str) -> Result<(), String> {
     let flags_ok = ["ok", "skipped"];
     let mut required: Vec<(String, &[&str])> = Vec::new();
     let labelled = |prefix: &str| -> Vec<String> {
-        record.facts.keys().filter(|k| k.starts_with(prefix)).cloned().collect()
+        record
+            .facts
+            .keys()
+            .filter(|k| k.starts_with(prefix))
+            .cloned()
+            .collect()
     };
     match family {
         "bind" if fact == "b_bind" || fact == "b_listen" => {
@@ -449,7 +526,10 @@ fn precondition(record: &ExperimentRecord, fact: &str) -> Result<(), String> {
             None => return Err(format!("precondition fact `{name}` was not recorded")),
             Some(Fact::Outcomes(values)) => {
                 if let Some(bad) = values.iter().find(|v| !allowed.contains(&v.as_str())) {
-                    return Err(format!("precondition unmet: {name} = {}", counted(values).unwrap_or_else(|| bad.clone())));
+                    return Err(format!(
+                        "precondition unmet: {name} = {}",
+                        counted(values).unwrap_or_else(|| bad.clone())
+                    ));
                 }
             }
             Some(_) => return Err(format!("precondition fact `{name}` is not an outcome list")),
@@ -471,10 +551,12 @@ fn address_available(record: &ExperimentRecord, fact: &str) -> Result<(), String
         return Ok(());
     }
     match record.facts.get(fact) {
-        Some(Fact::Outcomes(values)) if values.iter().any(|v| v == "EADDRNOTAVAIL") => Err(format!(
-            "{fact} = {}: the address was not available, so reuse was not measured",
-            counted(values).unwrap_or_default()
-        )),
+        Some(Fact::Outcomes(values)) if values.iter().any(|v| v == "EADDRNOTAVAIL") => {
+            Err(format!(
+                "{fact} = {}: the address was not available, so reuse was not measured",
+                counted(values).unwrap_or_default()
+            ))
+        }
         _ => Ok(()),
     }
 }
@@ -491,7 +573,12 @@ pub fn counted(values: &[String]) -> Option<String> {
             None => seen.push((v, 1)),
         }
     }
-    Some(seen.iter().map(|(v, n)| format!("{v} x{n}")).collect::<Vec<_>>().join(", "))
+    Some(
+        seen.iter()
+            .map(|(v, n)| format!("{v} x{n}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+    )
 }
 
 fn distinct(values: &[String]) -> Vec<&str> {
@@ -507,7 +594,9 @@ fn distinct(values: &[String]) -> Vec<&str> {
 fn list_fact<'a>(record: &'a ExperimentRecord, fact: &str) -> Result<&'a [String], String> {
     match record.facts.get(fact) {
         Some(Fact::Outcomes(v)) | Some(Fact::Receivers(v)) if !v.is_empty() => Ok(v),
-        Some(Fact::Outcomes(_)) | Some(Fact::Receivers(_)) => Err(format!("fact `{fact}` has no repetitions")),
+        Some(Fact::Outcomes(_)) | Some(Fact::Receivers(_)) => {
+            Err(format!("fact `{fact}` has no repetitions"))
+        }
         Some(_) => Err(format!("fact `{fact}` is not an outcome or receiver list")),
         None => Err(absent(record, fact)),
     }
@@ -541,7 +630,12 @@ fn verdict_of(ok: bool) -> Match {
 }
 
 /// Compares one experiment's fact with the test's expectation.
-fn compare(test: &Test, record: &ExperimentRecord, kernel: &KernelResult, tests_in_claim: usize) -> (String, Match) {
+fn compare(
+    test: &Test,
+    record: &ExperimentRecord,
+    kernel: &KernelResult,
+    tests_in_claim: usize,
+) -> (String, Match) {
     let fact = test.fact.as_str();
     match &test.expect {
         Expect::Outcome(want) | Expect::Receiver(want) => match list_fact(record, fact) {
@@ -595,11 +689,17 @@ fn compare(test: &Test, record: &ExperimentRecord, kernel: &KernelResult, tests_
             Some(_) => missing(format!("fact `{fact}` is not a list of counts")),
             None => missing(absent(record, fact)),
         },
-        Expect::Sticky(want) => match (count_fact(record, "repeat_same"), count_fact(record, "repeat_flows")) {
+        Expect::Sticky(want) => match (
+            count_fact(record, "repeat_same"),
+            count_fact(record, "repeat_flows"),
+        ) {
             (Ok(_), Ok(0)) => missing("no flow was repeated".into()),
             (Ok(same), Ok(flows)) => {
                 let sticky = same == flows;
-                (format!("{same} of {flows} repeated 4-tuples reached the same member"), verdict_of(sticky == *want))
+                (
+                    format!("{same} of {flows} repeated 4-tuples reached the same member"),
+                    verdict_of(sticky == *want),
+                )
             }
             (Err(why), _) | (_, Err(why)) => missing(why),
         },
@@ -698,18 +798,33 @@ mod tests {
     #[test]
     fn unavailable_kernel_is_never_a_pass() {
         let results = fixtures::results();
-        let unavailable: Vec<&KernelResult> =
-            results.iter().filter(|k| matches!(k.run, RunOutcome::Unavailable { .. })).collect();
-        assert!(!unavailable.is_empty(), "the fixtures record no unavailable kernel");
+        let unavailable: Vec<&KernelResult> = results
+            .iter()
+            .filter(|k| matches!(k.run, RunOutcome::Unavailable { .. }))
+            .collect();
+        assert!(
+            !unavailable.is_empty(),
+            "the fixtures record no unavailable kernel"
+        );
         for k in unavailable {
-            let RunOutcome::Unavailable { reason } = &k.run else { unreachable!() };
+            let RunOutcome::Unavailable { reason } = &k.run else {
+                unreachable!()
+            };
             let v = judge(&claim(Scope::Any), k);
-            assert_eq!(v, Verdict::NotMeasured { why: format!("kernel unavailable: {reason}") });
+            assert_eq!(
+                v,
+                Verdict::NotMeasured {
+                    why: format!("kernel unavailable: {reason}")
+                }
+            );
             let other_os = judge(&claim(Scope::Os(crate::claims::OtherOs::Bsd)), k);
             assert_eq!(other_os.label(), "out-of-scope");
             assert_eq!(other_os.agreement(), Some(Agreement::Unknown));
             let newer = Scope::Linux(VersionRange::try_from(">=99".to_string()).unwrap());
-            assert_eq!(judge(&claim(newer), k).agreement(), Some(Agreement::Unknown));
+            assert_eq!(
+                judge(&claim(newer), k).agreement(),
+                Some(Agreement::Unknown)
+            );
         }
     }
 
@@ -718,7 +833,10 @@ mod tests {
     fn ordering_is_numeric_and_the_host_sorts_by_its_release() {
         let results = fixtures::results();
         let order = ordered(&results);
-        let versions: Vec<Version> = order.iter().map(|k| kernel_version(k).expect("every recorded kernel has a version")).collect();
+        let versions: Vec<Version> = order
+            .iter()
+            .map(|k| kernel_version(k).expect("every recorded kernel has a version"))
+            .collect();
         assert!(versions.windows(2).all(|w| w[0] <= w[1]), "{versions:?}");
         if let Some(host) = order.iter().find(|k| k.version.is_none()) {
             let release = Version::parse_prefix(host.release().unwrap()).unwrap();
@@ -730,7 +848,10 @@ mod tests {
     fn counted_values() {
         let v = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
         assert_eq!(counted(&v(&["ok", "ok", "ok"])).unwrap(), "ok x3");
-        assert_eq!(counted(&v(&["ok", "EADDRINUSE", "ok"])).unwrap(), "ok x2, EADDRINUSE x1");
+        assert_eq!(
+            counted(&v(&["ok", "EADDRINUSE", "ok"])).unwrap(),
+            "ok x2, EADDRINUSE x1"
+        );
     }
 }
 
@@ -750,18 +871,29 @@ pub(crate) mod fixtures {
     /// Every recorded kernel; an empty or missing directory is an error, never a silent pass.
     pub fn results() -> Vec<KernelResult> {
         let results = results::load_dir(&dir()).unwrap_or_else(|e| panic!("{e:#}"));
-        assert!(!results.is_empty(), "no recorded results in {}", dir().display());
+        assert!(
+            !results.is_empty(),
+            "no recorded results in {}",
+            dir().display()
+        );
         results
     }
 
     pub fn measured(results: &[KernelResult]) -> Vec<&KernelResult> {
-        let measured: Vec<&KernelResult> = results.iter().filter(|k| k.run == RunOutcome::Complete).collect();
-        assert!(!measured.is_empty(), "no complete run among the recorded results");
+        let measured: Vec<&KernelResult> = results
+            .iter()
+            .filter(|k| k.run == RunOutcome::Complete)
+            .collect();
+        assert!(
+            !measured.is_empty(),
+            "no complete run among the recorded results"
+        );
         measured
     }
 
     pub fn claims() -> ClaimSet {
-        claims::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../claims.yaml")).unwrap_or_else(|e| panic!("{e:#}"))
+        claims::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../claims.yaml"))
+            .unwrap_or_else(|e| panic!("{e:#}"))
     }
 }
 
@@ -769,8 +901,15 @@ pub(crate) mod fixtures {
 mod tests_on_fixtures {
     use super::*;
 
-    fn verdicts_of<'a>(evaluation: &'a Evaluation, claim: &str) -> Vec<(&'a KernelColumn, &'a Verdict)> {
-        let row = evaluation.rows.iter().find(|r| r.claim.id == claim).unwrap_or_else(|| panic!("no claim {claim}"));
+    fn verdicts_of<'a>(
+        evaluation: &'a Evaluation,
+        claim: &str,
+    ) -> Vec<(&'a KernelColumn, &'a Verdict)> {
+        let row = evaluation
+            .rows
+            .iter()
+            .find(|r| r.claim.id == claim)
+            .unwrap_or_else(|| panic!("no claim {claim}"));
         evaluation.kernels.iter().zip(&row.verdicts).collect()
     }
 
@@ -785,21 +924,47 @@ mod tests_on_fixtures {
         let results = fixtures::results();
         fixtures::measured(&results);
         let evaluation = evaluate(&fixtures::claims(), &results);
-        for (k, v) in verdicts_of(&evaluation, "001.bsd.table.wildcard-then-specific-on.listening") {
+        for (k, v) in verdicts_of(
+            &evaluation,
+            "001.bsd.table.wildcard-then-specific-on.listening",
+        ) {
             if !complete(k) {
                 continue;
             }
-            let Verdict::OutOfScope { claimed_for, observed } = v else { panic!("{}: {v:?}", k.kernel) };
+            let Verdict::OutOfScope {
+                claimed_for,
+                observed,
+            } = v
+            else {
+                panic!("{}: {v:?}", k.kernel)
+            };
             assert_eq!(claimed_for, "BSD");
-            assert_eq!(v.agreement(), Some(Agreement::Disagrees), "{}: {}", k.kernel, v.summary());
+            assert_eq!(
+                v.agreement(),
+                Some(Agreement::Disagrees),
+                "{}: {}",
+                k.kernel,
+                v.summary()
+            );
             let seen = observed.observations();
-            assert!(seen.iter().any(|o| o.experiment == "bind.tcp.v4any+v4lo.listening.a-ra.b-ra.same-uid"
-                && o.observed == "EADDRINUSE x3"), "{}: {}", k.kernel, v.summary());
+            assert!(
+                seen.iter().any(|o| o.experiment
+                    == "bind.tcp.v4any+v4lo.listening.a-ra.b-ra.same-uid"
+                    && o.observed == "EADDRINUSE x3"),
+                "{}: {}",
+                k.kernel,
+                v.summary()
+            );
         }
         // The same fact contradicts the FAQ's claim made for every system.
         for (k, v) in verdicts_of(&evaluation, "000.reuseaddr.specific-beside-wildcard.tcp") {
             if complete(k) {
-                assert!(matches!(v, Verdict::Contradicted { .. }), "{}: {}", k.kernel, v.summary());
+                assert!(
+                    matches!(v, Verdict::Contradicted { .. }),
+                    "{}: {}",
+                    k.kernel,
+                    v.summary()
+                );
             }
         }
     }
@@ -810,11 +975,22 @@ mod tests_on_fixtures {
     fn baeldungs_exclusive_port_and_override_claims_are_contradicted() {
         let results = fixtures::results();
         let evaluation = evaluate(&fixtures::claims(), &results);
-        for claim in ["002.port-owned-by-one-process", "002.reuseport.overrides-reuseaddr"] {
+        for claim in [
+            "002.port-owned-by-one-process",
+            "002.reuseport.overrides-reuseaddr",
+        ] {
             for (k, v) in verdicts_of(&evaluation, claim) {
                 if complete(k) {
-                    let Verdict::Contradicted { observed, .. } = v else { panic!("{claim} on {}: {}", k.kernel, v.summary()) };
-                    assert!(observed.iter().any(|o| o.status == Match::Differs && o.observed.starts_with("ok")), "{claim}: {}", v.summary());
+                    let Verdict::Contradicted { observed, .. } = v else {
+                        panic!("{claim} on {}: {}", k.kernel, v.summary())
+                    };
+                    assert!(
+                        observed
+                            .iter()
+                            .any(|o| o.status == Match::Differs && o.observed.starts_with("ok")),
+                        "{claim}: {}",
+                        v.summary()
+                    );
                 }
             }
         }
@@ -828,12 +1004,22 @@ mod tests_on_fixtures {
         let evaluation = evaluate(&fixtures::claims(), &results);
         for (k, v) in verdicts_of(&evaluation, "001.connect.second-eaddrinuse") {
             if complete(k) {
-                assert!(v.summary().contains("observed EADDRNOTAVAIL x3"), "{}: {}", k.kernel, v.summary());
+                assert!(
+                    v.summary().contains("observed EADDRNOTAVAIL x3"),
+                    "{}: {}",
+                    k.kernel,
+                    v.summary()
+                );
             }
         }
         for (k, v) in verdicts_of(&evaluation, "001.tuple.five-values-unique") {
             if complete(k) {
-                assert!(matches!(v, Verdict::Holds { .. }), "{}: {}", k.kernel, v.summary());
+                assert!(
+                    matches!(v, Verdict::Holds { .. }),
+                    "{}: {}",
+                    k.kernel,
+                    v.summary()
+                );
             }
         }
     }
@@ -850,7 +1036,12 @@ mod tests_on_fixtures {
         ] {
             for (k, v) in verdicts_of(&evaluation, claim) {
                 if complete(k) {
-                    assert!(matches!(v, Verdict::Holds { .. }), "{claim} on {}: {}", k.kernel, v.summary());
+                    assert!(
+                        matches!(v, Verdict::Holds { .. }),
+                        "{claim} on {}: {}",
+                        k.kernel,
+                        v.summary()
+                    );
                 }
             }
         }
@@ -872,10 +1063,17 @@ mod tests_on_fixtures {
                     && matches!(r.facts.get("b_bind"), Some(Fact::Outcomes(o)) if o.iter().any(|x| x == "EADDRNOTAVAIL"))
             });
             if record_says_unavailable {
-                let Verdict::NotMeasured { why } = v else { panic!("{}: {}", k.kernel, v.summary()) };
+                let Verdict::NotMeasured { why } = v else {
+                    panic!("{}: {}", k.kernel, v.summary())
+                };
                 assert!(why.contains("EADDRNOTAVAIL"), "{why}");
             } else {
-                assert!(matches!(v, Verdict::Holds { .. }), "{}: {}", k.kernel, v.summary());
+                assert!(
+                    matches!(v, Verdict::Holds { .. }),
+                    "{}: {}",
+                    k.kernel,
+                    v.summary()
+                );
             }
         }
     }
@@ -886,9 +1084,20 @@ mod tests_on_fixtures {
         let results = fixtures::results();
         let evaluation = evaluate(&fixtures::claims(), &results);
         for (i, k) in evaluation.kernels.iter().enumerate() {
-            let Some(reason) = &k.unavailable else { continue };
+            let Some(reason) = &k.unavailable else {
+                continue;
+            };
             let t = evaluation.tally(i);
-            assert_eq!((t.holds, t.contradicted, t.unstable, t.out_of_scope_agrees, t.out_of_scope_disagrees), (0, 0, 0, 0, 0));
+            assert_eq!(
+                (
+                    t.holds,
+                    t.contradicted,
+                    t.unstable,
+                    t.out_of_scope_agrees,
+                    t.out_of_scope_disagrees
+                ),
+                (0, 0, 0, 0, 0)
+            );
             for row in &evaluation.rows {
                 let v = &row.verdicts[i];
                 let why = match v {
@@ -908,11 +1117,12 @@ mod tests_on_fixtures {
     fn columns_are_in_version_order() {
         let results = fixtures::results();
         let evaluation = evaluate(&fixtures::claims(), &results);
-        let versions: Vec<Option<Version>> =
-            ordered(&results).iter().map(|k| kernel_version(k)).collect();
+        let versions: Vec<Option<Version>> = ordered(&results)
+            .iter()
+            .map(|k| kernel_version(k))
+            .collect();
         let known: Vec<&Version> = versions.iter().flatten().collect();
         assert!(known.windows(2).all(|w| w[0] <= w[1]), "{known:?}");
         assert_eq!(evaluation, evaluate(&fixtures::claims(), &results));
     }
 }
-

@@ -45,11 +45,23 @@ pub const GROWS_RATIO: f64 = 4.0;
 
 impl Signature {
     fn firm(&mut self, name: &str, value: impl Into<String>) {
-        self.0.insert(name.to_owned(), Aspect { value: value.into(), firm: true });
+        self.0.insert(
+            name.to_owned(),
+            Aspect {
+                value: value.into(),
+                firm: true,
+            },
+        );
     }
 
     fn soft(&mut self, name: &str, value: impl Into<String>) {
-        self.0.insert(name.to_owned(), Aspect { value: value.into(), firm: false });
+        self.0.insert(
+            name.to_owned(),
+            Aspect {
+                value: value.into(),
+                firm: false,
+            },
+        );
     }
 
     /// The aspects that differ firmly between `self` (before) and `other` (after).
@@ -110,8 +122,16 @@ pub fn signature(record: &ExperimentRecord) -> Signature {
         match fact {
             // A bind that found its address missing says nothing about behaviour (see
             // `evaluate::is_bind_fact`), and neither does anything recorded after it.
-            Fact::Outcomes(values) if is_bind_fact(name) && values.iter().any(|v| v == "EADDRNOTAVAIL") => {
-                s.soft(ENVIRONMENT, format!("{name} = {}: address not available", stable_or_unstable(values)));
+            Fact::Outcomes(values)
+                if is_bind_fact(name) && values.iter().any(|v| v == "EADDRNOTAVAIL") =>
+            {
+                s.soft(
+                    ENVIRONMENT,
+                    format!(
+                        "{name} = {}: address not available",
+                        stable_or_unstable(values)
+                    ),
+                );
                 s.soft(name, stable_or_unstable(values))
             }
             Fact::Outcomes(values) => s.firm(name, stable_or_unstable(values)),
@@ -138,7 +158,10 @@ pub fn signature(record: &ExperimentRecord) -> Signature {
             for (name, fact) in &record.facts {
                 if let (Some(_), Fact::Counts(c)) = (name.strip_prefix("datagrams."), fact) {
                     let copies: Vec<u64> = c.iter().map(|&n| n.min(2)).collect();
-                    let shown: Vec<String> = copies.iter().map(|n| if *n >= 2 { "2+".into() } else { n.to_string() }).collect();
+                    let shown: Vec<String> = copies
+                        .iter()
+                        .map(|n| if *n >= 2 { "2+".into() } else { n.to_string() })
+                        .collect();
                     s.firm(name, stable_or_unstable(&shown));
                 }
             }
@@ -171,10 +194,16 @@ fn lookup_receivers(id: &str, values: &[String]) -> String {
             let mut by_addr: BTreeMap<String, Vec<&'static str>> = BTreeMap::new();
             for s in &sockets {
                 if s.flags.reuse_port {
-                    by_addr.entry(format!("{}{}", s.addr, s.v6only)).or_default().push(s.label);
+                    by_addr
+                        .entry(format!("{}{}", s.addr, s.v6only))
+                        .or_default()
+                        .push(s.label);
                 }
             }
-            by_addr.into_values().filter(|g| g.len() > 1).collect::<Vec<_>>()
+            by_addr
+                .into_values()
+                .filter(|g| g.len() > 1)
+                .collect::<Vec<_>>()
         })
         .unwrap_or_default();
     let canonical: Vec<String> = values
@@ -197,13 +226,24 @@ fn distribution_aspects(record: &ExperimentRecord, s: &mut Signature) {
     };
     if let (Some(same), Some(flows)) = (count("repeat_same"), count("repeat_flows")) {
         if flows > 0 {
-            s.firm("sticky", if same == flows { "sticky" } else { "not sticky" });
+            s.firm(
+                "sticky",
+                if same == flows {
+                    "sticky"
+                } else {
+                    "not sticky"
+                },
+            );
         }
     }
     if let Some(lost) = count("lost") {
         s.firm("lost", if lost == 0 { "none lost" } else { "some lost" });
     }
-    for name in ["moved_after_close", "moved_after_join", "closed_flows_to_new"] {
+    for name in [
+        "moved_after_close",
+        "moved_after_join",
+        "closed_flows_to_new",
+    ] {
         if let Some(n) = count(name) {
             s.firm(name, if n == 0 { "none" } else { "some" });
         }
@@ -216,7 +256,14 @@ fn uniformity(counts: &[u64], s: &mut Signature) {
         Some(t) if t.p_value >= EVEN_P => s.firm("spread", "even"),
         Some(t) if t.p_value < UNEVEN_P => {
             let idle = counts.iter().filter(|&&c| c == 0).count();
-            s.firm("spread", if idle > 0 { "uneven, some members idle" } else { "uneven" });
+            s.firm(
+                "spread",
+                if idle > 0 {
+                    "uneven, some members idle"
+                } else {
+                    "uneven"
+                },
+            );
         }
         Some(_) => s.soft("spread", "borderline"),
     }
@@ -305,9 +352,17 @@ impl ClaimedChange {
     /// Agrees when the change shows in at least one of the claim's experiments; not observed when
     /// it shows in none though it could have; not observable otherwise.
     pub fn overall(&self) -> &'static str {
-        if self.outcomes.iter().any(|o| matches!(o.verdict, ClaimedChangeVerdict::Agrees { .. })) {
+        if self
+            .outcomes
+            .iter()
+            .any(|o| matches!(o.verdict, ClaimedChangeVerdict::Agrees { .. }))
+        {
             "agrees"
-        } else if self.outcomes.iter().any(|o| matches!(o.verdict, ClaimedChangeVerdict::NotObserved { .. })) {
+        } else if self
+            .outcomes
+            .iter()
+            .any(|o| matches!(o.verdict, ClaimedChangeVerdict::NotObserved { .. }))
+        {
             "claimed change not observed"
         } else {
             "not observable here"
@@ -322,8 +377,12 @@ impl ClaimedChange {
         let mut groups: Vec<(String, Vec<&str>)> = Vec::new();
         for o in &self.outcomes {
             let key = match &o.verdict {
-                ClaimedChangeVerdict::Agrees { from, to } => format!("changes between {from} and {to}"),
-                ClaimedChangeVerdict::NotObserved { from, to } => format!("the same on {from} and {to}"),
+                ClaimedChangeVerdict::Agrees { from, to } => {
+                    format!("changes between {from} and {to}")
+                }
+                ClaimedChangeVerdict::NotObserved { from, to } => {
+                    format!("the same on {from} and {to}")
+                }
                 ClaimedChangeVerdict::NotObservable { why } => why.clone(),
             };
             match groups.iter_mut().find(|(k, _)| *k == key) {
@@ -358,12 +417,16 @@ impl Evolution {
     /// Lasting change points no claim accounts for: not instability, and not one kernel that
     /// differs from both neighbours.
     pub fn unclaimed(&self) -> impl Iterator<Item = &ChangePoint> {
-        self.changes.iter().filter(|c| c.claimed_by.is_empty() && !c.involves_instability && c.alone.is_none())
+        self.changes
+            .iter()
+            .filter(|c| c.claimed_by.is_empty() && !c.involves_instability && c.alone.is_none())
     }
 
     /// Change points where one kernel alone differs from its neighbours (counted once per pair).
     pub fn lone(&self) -> impl Iterator<Item = &ChangePoint> {
-        self.changes.iter().filter(|c| c.alone.as_deref() == Some(c.to.as_str()) && !c.involves_instability)
+        self.changes
+            .iter()
+            .filter(|c| c.alone.as_deref() == Some(c.to.as_str()) && !c.involves_instability)
     }
 
     /// Change points grouped by where they happen and what changes, largest group first, so
@@ -371,8 +434,18 @@ impl Evolution {
     pub fn groups(&self) -> Vec<ChangeGroup> {
         let mut groups: Vec<ChangeGroup> = Vec::new();
         for c in &self.changes {
-            let what = c.changes.iter().map(|a| format!("{}: {} → {}", a.aspect, a.before, a.after)).collect::<Vec<_>>().join("; ");
-            let family = c.experiment.split('.').next().unwrap_or_default().to_owned();
+            let what = c
+                .changes
+                .iter()
+                .map(|a| format!("{}: {} → {}", a.aspect, a.before, a.after))
+                .collect::<Vec<_>>()
+                .join("; ");
+            let family = c
+                .experiment
+                .split('.')
+                .next()
+                .unwrap_or_default()
+                .to_owned();
             match groups.iter_mut().find(|g| {
                 g.from == c.from
                     && g.to == c.to
@@ -401,7 +474,12 @@ impl Evolution {
         // Largest first; ties in matrix order.
         let order: Vec<&String> = self.kernels.iter().collect();
         let at = |k: &String| order.iter().position(|o| *o == k).unwrap_or(usize::MAX);
-        groups.sort_by(|a, b| b.experiments.len().cmp(&a.experiments.len()).then(at(&a.from).cmp(&at(&b.from))));
+        groups.sort_by(|a, b| {
+            b.experiments
+                .len()
+                .cmp(&a.experiments.len())
+                .then(at(&a.from).cmp(&at(&b.from)))
+        });
         groups
     }
 }
@@ -439,10 +517,19 @@ pub fn sub_patterns(ids: &[String]) -> String {
     let mut parts: Vec<String> = subs
         .iter()
         .take(4)
-        .map(|(_, v)| if v.len() == 1 { v[0].clone() } else { format!("{} × {}", v.len(), common_pattern(v)) })
+        .map(|(_, v)| {
+            if v.len() == 1 {
+                v[0].clone()
+            } else {
+                format!("{} × {}", v.len(), common_pattern(v))
+            }
+        })
         .collect();
     if subs.len() > 4 {
-        parts.push(format!("{} more", subs[4..].iter().map(|(_, v)| v.len()).sum::<usize>()));
+        parts.push(format!(
+            "{} more",
+            subs[4..].iter().map(|(_, v)| v.len()).sum::<usize>()
+        ));
     }
     parts.join(", ")
 }
@@ -451,12 +538,20 @@ pub fn sub_patterns(ids: &[String]) -> String {
 /// `bind.tcp.v6any+v4any.listening.a-ra.b-ra.other-uid` give `bind.tcp.*.listening.*.*.other-uid`.
 pub fn common_pattern(ids: &[String]) -> String {
     let split: Vec<Vec<&str>> = ids.iter().map(|id| id.split('.').collect()).collect();
-    let Some(first) = split.first() else { return String::new() };
+    let Some(first) = split.first() else {
+        return String::new();
+    };
     if split.iter().any(|p| p.len() != first.len()) {
         return format!("{}.*", first[0]);
     }
     (0..first.len())
-        .map(|i| if split.iter().all(|p| p[i] == first[i]) { first[i] } else { "*" })
+        .map(|i| {
+            if split.iter().all(|p| p[i] == first[i]) {
+                first[i]
+            } else {
+                "*"
+            }
+        })
         .collect::<Vec<_>>()
         .join(".")
 }
@@ -469,7 +564,12 @@ pub fn analyse(results: &[KernelResult], claims: &ClaimSet) -> Evolution {
     let versions: Vec<Option<Version>> = measured.iter().map(|k| kernel_version(k)).collect();
     let signatures: Vec<BTreeMap<&str, Signature>> = measured
         .iter()
-        .map(|k| k.records.iter().map(|r| (r.id.as_str(), signature(r))).collect())
+        .map(|k| {
+            k.records
+                .iter()
+                .map(|r| (r.id.as_str(), signature(r)))
+                .collect()
+        })
         .collect();
 
     // Claimed change points, by experiment: (claim id, version).
@@ -478,7 +578,10 @@ pub fn analyse(results: &[KernelResult], claims: &ClaimSet) -> Evolution {
         if let Some(at) = &claim.changes_at {
             for test in claim.tests() {
                 for id in &test.resolved {
-                    claimed_at.entry(id.as_str()).or_default().push((claim.id.as_str(), at));
+                    claimed_at
+                        .entry(id.as_str())
+                        .or_default()
+                        .push((claim.id.as_str(), at));
                 }
             }
         }
@@ -489,7 +592,9 @@ pub fn analyse(results: &[KernelResult], claims: &ClaimSet) -> Evolution {
         let id = experiment.id();
         let mut previous: Option<(usize, &Signature)> = None;
         for (k, sigs) in signatures.iter().enumerate() {
-            let Some(sig) = sigs.get(id.as_str()) else { continue };
+            let Some(sig) = sigs.get(id.as_str()) else {
+                continue;
+            };
             if let Some((p, before)) = previous {
                 let diff = before.changes_to(sig);
                 if !diff.is_empty() {
@@ -497,7 +602,9 @@ pub fn analyse(results: &[KernelResult], claims: &ClaimSet) -> Evolution {
                         .get(id.as_str())
                         .map(|cs| {
                             cs.iter()
-                                .filter(|(_, at)| between(versions[p].as_ref(), versions[k].as_ref(), at))
+                                .filter(|(_, at)| {
+                                    between(versions[p].as_ref(), versions[k].as_ref(), at)
+                                })
                                 .map(|(c, _)| c.to_string())
                                 .collect()
                         })
@@ -527,11 +634,19 @@ pub fn analyse(results: &[KernelResult], claims: &ClaimSet) -> Evolution {
                 .experiments()
                 .into_iter()
                 .map(|experiment| {
-                    let verdict = judge_claimed_change(&experiment, at, &measured, &versions, &signatures);
-                    ClaimedChangeOutcome { experiment, verdict }
+                    let verdict =
+                        judge_claimed_change(&experiment, at, &measured, &versions, &signatures);
+                    ClaimedChangeOutcome {
+                        experiment,
+                        verdict,
+                    }
                 })
                 .collect();
-            Some(ClaimedChange { claim: claim.id.clone(), at: at.to_string(), outcomes })
+            Some(ClaimedChange {
+                claim: claim.id.clone(),
+                at: at.to_string(),
+                outcomes,
+            })
         })
         .collect();
 
@@ -554,7 +669,11 @@ pub fn analyse(results: &[KernelResult], claims: &ClaimSet) -> Evolution {
 
 /// Marks pairs of change points `a → b`, `b → c` of one experiment where `a` and `c` behave
 /// alike: `b` alone differs.
-fn mark_lone_kernels(changes: &mut [ChangePoint], signatures: &[BTreeMap<&str, Signature>], measured: &[&KernelResult]) {
+fn mark_lone_kernels(
+    changes: &mut [ChangePoint],
+    signatures: &[BTreeMap<&str, Signature>],
+    measured: &[&KernelResult],
+) {
     let index = |kernel: &str| measured.iter().position(|k| k.kernel == kernel);
     for i in 1..changes.len() {
         let (left, right) = changes.split_at_mut(i);
@@ -562,7 +681,9 @@ fn mark_lone_kernels(changes: &mut [ChangePoint], signatures: &[BTreeMap<&str, S
         if first.experiment != second.experiment || first.to != second.from {
             continue;
         }
-        let (Some(a), Some(c)) = (index(&first.from), index(&second.to)) else { continue };
+        let (Some(a), Some(c)) = (index(&first.from), index(&second.to)) else {
+            continue;
+        };
         let id = first.experiment.as_str();
         if signatures[a][id].changes_to(&signatures[c][id]).is_empty() {
             first.alone = Some(first.to.clone());
@@ -583,21 +704,34 @@ fn judge_claimed_change(
     versions: &[Option<Version>],
     signatures: &[BTreeMap<&str, Signature>],
 ) -> ClaimedChangeVerdict {
-    let with_record: Vec<usize> =
-        (0..measured.len()).filter(|&k| signatures[k].contains_key(experiment) && versions[k].is_some()).collect();
-    let below = with_record.iter().rev().find(|&&k| versions[k].as_ref().is_some_and(|v| v < at));
-    let above = with_record.iter().find(|&&k| versions[k].as_ref().is_some_and(|v| v >= at));
+    let with_record: Vec<usize> = (0..measured.len())
+        .filter(|&k| signatures[k].contains_key(experiment) && versions[k].is_some())
+        .collect();
+    let below = with_record
+        .iter()
+        .rev()
+        .find(|&&k| versions[k].as_ref().is_some_and(|v| v < at));
+    let above = with_record
+        .iter()
+        .find(|&&k| versions[k].as_ref().is_some_and(|v| v >= at));
     match (below, above) {
         (Some(&b), Some(&a)) => {
             let (from, to) = (measured[b].kernel.clone(), measured[a].kernel.clone());
-            if signatures[b][experiment].changes_to(&signatures[a][experiment]).is_empty() {
+            if signatures[b][experiment]
+                .changes_to(&signatures[a][experiment])
+                .is_empty()
+            {
                 ClaimedChangeVerdict::NotObserved { from, to }
             } else {
                 ClaimedChangeVerdict::Agrees { from, to }
             }
         }
-        (None, _) => ClaimedChangeVerdict::NotObservable { why: format!("no kernel below {at} was measured") },
-        (_, None) => ClaimedChangeVerdict::NotObservable { why: format!("no kernel at or above {at} was measured") },
+        (None, _) => ClaimedChangeVerdict::NotObservable {
+            why: format!("no kernel below {at} was measured"),
+        },
+        (_, None) => ClaimedChangeVerdict::NotObservable {
+            why: format!("no kernel at or above {at} was measured"),
+        },
     }
 }
 
@@ -605,7 +739,11 @@ fn judge_claimed_change(
 mod tests {
     use super::*;
 
-    fn record<'a>(results: &'a [KernelResult], kernel: &str, id: &str) -> Option<&'a ExperimentRecord> {
+    fn record<'a>(
+        results: &'a [KernelResult],
+        kernel: &str,
+        id: &str,
+    ) -> Option<&'a ExperimentRecord> {
         results.iter().find(|k| k.kernel == kernel)?.record(id)
     }
 
@@ -616,7 +754,11 @@ mod tests {
     fn reuseport_members_are_read_as_their_group() {
         let results = crate::evaluate::fixtures::results();
         let id = "lookup.udp.plain-specific-beside-group";
-        let sigs: Vec<Signature> = ["deb-6.1", "host", "deb-7.2"].iter().filter_map(|k| record(&results, k, id)).map(signature).collect();
+        let sigs: Vec<Signature> = ["deb-6.1", "host", "deb-7.2"]
+            .iter()
+            .filter_map(|k| record(&results, k, id))
+            .map(signature)
+            .collect();
         assert!(sigs.len() >= 2, "fixtures lack {id}");
         for s in &sigs {
             assert_eq!(s.0["to.127.0.0.2"].value, "group(R1|R2)");
@@ -629,9 +771,15 @@ mod tests {
     fn distribution_compares_statistics_not_counts() {
         let results = crate::evaluate::fixtures::results();
         for id in ["dist.udp.v4.specific.n4", "dist.tcp.v6.wildcard.n16"] {
-            let records: Vec<&ExperimentRecord> = ["deb-6.1", "host", "deb-7.2"].iter().filter_map(|k| record(&results, k, id)).collect();
+            let records: Vec<&ExperimentRecord> = ["deb-6.1", "host", "deb-7.2"]
+                .iter()
+                .filter_map(|k| record(&results, k, id))
+                .collect();
             assert!(records.len() >= 2);
-            assert_ne!(records[0].facts["counts"], records[1].facts["counts"], "identical counts in {id}?");
+            assert_ne!(
+                records[0].facts["counts"], records[1].facts["counts"],
+                "identical counts in {id}?"
+            );
             let (a, b) = (signature(records[0]), signature(records[1]));
             assert!(a.changes_to(&b).is_empty(), "{:?}", a.changes_to(&b));
             assert!(!a.0.contains_key("counts"));
@@ -651,7 +799,11 @@ mod tests {
             .collect();
         assert!(!unstable.is_empty(), "no unstable record in the fixtures");
         for s in &unstable {
-            assert!(s.0.values().any(|a| a.value.starts_with("unstable(") && a.value.contains(" x")), "{s:?}");
+            assert!(
+                s.0.values()
+                    .any(|a| a.value.starts_with("unstable(") && a.value.contains(" x")),
+                "{s:?}"
+            );
         }
     }
 
@@ -659,11 +811,20 @@ mod tests {
     fn patterns_star_the_differing_components() {
         let ids = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         assert_eq!(
-            common_pattern(&ids(&["bind.tcp.a+b.listening.a-ra.b-ra.other-uid", "bind.tcp.c+d.listening.a-rp.b-ra.other-uid"])),
+            common_pattern(&ids(&[
+                "bind.tcp.a+b.listening.a-ra.b-ra.other-uid",
+                "bind.tcp.c+d.listening.a-rp.b-ra.other-uid"
+            ])),
             "bind.tcp.*.listening.*.b-ra.other-uid"
         );
         assert_eq!(common_pattern(&ids(&["lookup.udp.x"])), "lookup.udp.x");
-        assert_eq!(common_pattern(&ids(&["dist.udp.v4.specific.n4", "dist.udp.v4.specific.n4.churn"])), "dist.*");
+        assert_eq!(
+            common_pattern(&ids(&[
+                "dist.udp.v4.specific.n4",
+                "dist.udp.v4.specific.n4.churn"
+            ])),
+            "dist.*"
+        );
     }
 
     #[test]
@@ -680,10 +841,16 @@ mod tests {
         let results = crate::evaluate::fixtures::results();
         let claims = crate::evaluate::fixtures::claims();
         let evolution = analyse(&results, &claims);
-        let added = evolution.claimed.iter().find(|c| c.claim == "001.linux.reuseport-added-3.9").expect("claimed change");
+        let added = evolution
+            .claimed
+            .iter()
+            .find(|c| c.claim == "001.linux.reuseport-added-3.9")
+            .expect("claimed change");
         let below: Vec<&KernelResult> = results
             .iter()
-            .filter(|k| !k.records.is_empty() && kernel_version(k).is_some_and(|v| v < Version(vec![3, 9])))
+            .filter(|k| {
+                !k.records.is_empty() && kernel_version(k).is_some_and(|v| v < Version(vec![3, 9]))
+            })
             .collect();
         match &added.outcomes[0].verdict {
             ClaimedChangeVerdict::NotObservable { why } => {
@@ -696,7 +863,10 @@ mod tests {
         // Every change point lies between neighbours in version order.
         let order: Vec<&str> = evolution.kernels.iter().map(String::as_str).collect();
         for c in &evolution.changes {
-            let (f, t) = (order.iter().position(|k| *k == c.from).unwrap(), order.iter().position(|k| *k == c.to).unwrap());
+            let (f, t) = (
+                order.iter().position(|k| *k == c.from).unwrap(),
+                order.iter().position(|k| *k == c.to).unwrap(),
+            );
             assert!(f < t, "{c:?}");
             assert!(!c.changes.is_empty());
         }
@@ -717,11 +887,25 @@ mod tests {
         let has = |k: &str| evolution.kernels.iter().any(|m| m == k);
         if has("deb-6.1") && has("deb-7.2") {
             let id = "bind.tcp.mapped-any+mapped-lo.listening.a-ra-rp.b-ra-rp.other-uid";
-            let lasting: Vec<&ChangePoint> = evolution.unclaimed().filter(|c| c.experiment == id).collect();
-            assert_eq!(lasting.len(), 1, "{:?}", evolution.changes.iter().filter(|c| c.experiment == id).collect::<Vec<_>>());
+            let lasting: Vec<&ChangePoint> = evolution
+                .unclaimed()
+                .filter(|c| c.experiment == id)
+                .collect();
+            assert_eq!(
+                lasting.len(),
+                1,
+                "{:?}",
+                evolution
+                    .changes
+                    .iter()
+                    .filter(|c| c.experiment == id)
+                    .collect::<Vec<_>>()
+            );
             assert_eq!(lasting[0].from, "deb-6.1");
-            assert!(lasting[0].changes.iter().any(|a| a.aspect == "b_bind" && a.before == "ok" && a.after == "EADDRINUSE"));
+            assert!(lasting[0]
+                .changes
+                .iter()
+                .any(|a| a.aspect == "b_bind" && a.before == "ok" && a.after == "EADDRINUSE"));
         }
     }
 }
-

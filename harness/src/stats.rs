@@ -23,10 +23,17 @@ pub fn chi_square_uniform(counts: &[u64]) -> Option<ChiSquare> {
         return None;
     }
     let expected = total as f64 / members as f64;
-    let statistic: f64 = counts.iter().map(|&c| (c as f64 - expected).powi(2) / expected).sum();
+    let statistic: f64 = counts
+        .iter()
+        .map(|&c| (c as f64 - expected).powi(2) / expected)
+        .sum();
     let df = (members - 1) as u32;
     let distribution = ChiSquared::new(f64::from(df)).expect("df >= 1 is a valid chi-square");
-    Some(ChiSquare { statistic, df, p_value: distribution.sf(statistic) })
+    Some(ChiSquare {
+        statistic,
+        df,
+        p_value: distribution.sf(statistic),
+    })
 }
 
 /// The largest count over the smallest: 1.0 is perfectly even; infinite when a member got nothing.
@@ -36,7 +43,11 @@ pub fn spread(counts: &[u64]) -> Option<f64> {
     if max == 0 {
         return None;
     }
-    Some(if min == 0 { f64::INFINITY } else { max as f64 / min as f64 })
+    Some(if min == 0 {
+        f64::INFINITY
+    } else {
+        max as f64 / min as f64
+    })
 }
 
 /// The largest value over the first one (for cost: time per flow at the largest group against a

@@ -9,7 +9,9 @@ use crate::claims::{Check, Document};
 use crate::evaluate::{Evaluation, Verdict};
 use crate::evolution::{Evolution, EVEN_P};
 
-use super::{cell, escape_html as h, kernel_heading, CostCell, DistributionCell, DistributionTable};
+use super::{
+    cell, escape_html as h, kernel_heading, CostCell, DistributionCell, DistributionTable,
+};
 
 const STYLE: &str = r#"
 :root { --holds:#2e9d5b; --contra:#d1343a; --unstable:#e69a1c; --missing:#c9ced6; --untested:#eef0f3;
@@ -73,7 +75,11 @@ table.plain th { background: #fafbfc; }
 .nowrap { white-space: nowrap; }
 "#;
 
-pub fn render(evaluation: &Evaluation, evolution: &Evolution, distribution: &DistributionTable) -> String {
+pub fn render(
+    evaluation: &Evaluation,
+    evolution: &Evolution,
+    distribution: &DistributionTable,
+) -> String {
     let mut o = String::new();
     let _ = write!(
         o,
@@ -115,7 +121,12 @@ fn kernel_cards(o: &mut String, evaluation: &Evaluation) {
         }
         let t = evaluation.tally(i);
         let total = evaluation.rows.len().max(1) as f64;
-        let seg = |n: usize, colour: &str| format!("<span style=\"width:{:.2}%;background:var({colour})\"></span>", 100.0 * n as f64 / total);
+        let seg = |n: usize, colour: &str| {
+            format!(
+                "<span style=\"width:{:.2}%;background:var({colour})\"></span>",
+                100.0 * n as f64 / total
+            )
+        };
         let _ = write!(
             o,
             "<div class=\"card\" style=\"color:var(--ink)\"><div class=\"k\">{}</div><div class=\"r\">{} · run {}</div><div class=\"bar\">{}{}{}{}{}{}{}</div>\
@@ -158,30 +169,54 @@ fn matrix(o: &mut String, evaluation: &Evaluation) {
     o.push_str("<h2>Claim × kernel matrix</h2><div class=\"legend\">");
     for (class, label) in [
         ("--holds", "holds"),
-        ("--contra", "contradicted (✗ known: the claims file records it as a known difference)"),
+        (
+            "--contra",
+            "contradicted (✗ known: the claims file records it as a known difference)",
+        ),
         ("--unstable", "unstable (differs between repetitions)"),
         ("--missing", "not measured"),
-        ("--agree", "claimed for another OS/version: this kernel agrees"),
+        (
+            "--agree",
+            "claimed for another OS/version: this kernel agrees",
+        ),
         ("--disagree", "…: this kernel disagrees"),
         ("--untested", "no experiment can test it"),
     ] {
-        let _ = write!(o, "<span><i style=\"background:var({class})\"></i>{label}</span>");
+        let _ = write!(
+            o,
+            "<span><i style=\"background:var({class})\"></i>{label}</span>"
+        );
     }
     o.push_str("</div><table class=\"matrix\"><thead><tr><th class=\"claim\">claim (open a row for the quote and the evidence)</th>");
     for k in &evaluation.kernels {
         match &k.unavailable {
             Some(reason) => {
-                let _ = write!(o, "<th class=\"unavailable\" title=\"{}\">{}<br>unavailable</th>", h(reason), h(&k.kernel));
+                let _ = write!(
+                    o,
+                    "<th class=\"unavailable\" title=\"{}\">{}<br>unavailable</th>",
+                    h(reason),
+                    h(&k.kernel)
+                );
             }
             None => {
-                let _ = write!(o, "<th title=\"{}\">{}</th>", h(&kernel_heading(k)), h(&k.kernel));
+                let _ = write!(
+                    o,
+                    "<th title=\"{}\">{}</th>",
+                    h(&kernel_heading(k)),
+                    h(&k.kernel)
+                );
             }
         }
     }
     o.push_str("</tr></thead><tbody>");
     let columns = evaluation.kernels.len() + 1;
     for doc in Document::ALL {
-        let _ = write!(o, "<tr class=\"doc\"><td colspan=\"{columns}\">{} — {}</td></tr>", h(doc.file_name()), h(doc.title()));
+        let _ = write!(
+            o,
+            "<tr class=\"doc\"><td colspan=\"{columns}\">{} — {}</td></tr>",
+            h(doc.file_name()),
+            h(doc.title())
+        );
         for row in evaluation.rows.iter().filter(|r| r.claim.doc == doc) {
             let c = &row.claim;
             let _ = write!(
@@ -195,7 +230,11 @@ fn matrix(o: &mut String, evaluation: &Evaluation) {
                 let _ = write!(o, "<div class=\"note\">Reading: {}</div>", h(note));
             }
             if let Some(known) = &c.expected_difference {
-                let _ = write!(o, "<div class=\"note\">Known difference: {}</div>", h(known));
+                let _ = write!(
+                    o,
+                    "<div class=\"note\">Known difference: {}</div>",
+                    h(known)
+                );
             }
             match &c.check {
                 Check::Untested(reason) => {
@@ -239,7 +278,13 @@ fn matrix(o: &mut String, evaluation: &Evaluation) {
                         );
                     }
                     _ => {
-                        let _ = write!(o, "<td class=\"v {}\" title=\"{}\">{}</td>", cell(v).1, h(&v.summary()), short(v));
+                        let _ = write!(
+                            o,
+                            "<td class=\"v {}\" title=\"{}\">{}</td>",
+                            cell(v).1,
+                            h(&v.summary()),
+                            short(v)
+                        );
                     }
                 }
             }
@@ -250,7 +295,11 @@ fn matrix(o: &mut String, evaluation: &Evaluation) {
 }
 
 fn evolution_section(o: &mut String, evolution: &Evolution) {
-    let _ = write!(o, "<h2>Evolution</h2><p>Measured kernels in version order: <b>{}</b>.", h(&evolution.kernels.join(" → ")));
+    let _ = write!(
+        o,
+        "<h2>Evolution</h2><p>Measured kernels in version order: <b>{}</b>.",
+        h(&evolution.kernels.join(" → "))
+    );
     for (k, why) in &evolution.unmeasured {
         let _ = write!(o, " Not measured: {} ({}).", h(k), h(why));
     }
@@ -292,7 +341,11 @@ fn evolution_section(o: &mut String, evolution: &Evolution) {
             } else {
                 "<b class=\"bad\">unclaimed</b>".to_string()
             };
-            let list: Vec<String> = g.experiments.iter().map(|e| format!("<code>{}</code>", h(e))).collect();
+            let list: Vec<String> = g
+                .experiments
+                .iter()
+                .map(|e| format!("<code>{}</code>", h(e)))
+                .collect();
             let _ = write!(
                 o,
                 "<tr><td class=\"nowrap\">{} → {}</td><td><details><summary>{}: <code>{}</code></summary><div class=\"detail\">{}</div></details></td><td>{}</td><td>{claimed}</td></tr>",
@@ -355,11 +408,21 @@ fn distribution_section(o: &mut String, distribution: &DistributionTable) {
     }
     o.push_str("</tr>");
     for row in &distribution.rows {
-        let _ = write!(o, "<tr><td class=\"name\" title=\"{}\"><code>{}</code></td>", h(&row.description), h(&row.experiment));
+        let _ = write!(
+            o,
+            "<tr><td class=\"name\" title=\"{}\"><code>{}</code></td>",
+            h(&row.description),
+            h(&row.experiment)
+        );
         for c in &row.cells {
             match c {
                 Some(c) => {
-                    let _ = write!(o, "<td>{}<div class=\"cap\">{}</div></td>", bars(c), h(&c.summary()));
+                    let _ = write!(
+                        o,
+                        "<td>{}<div class=\"cap\">{}</div></td>",
+                        bars(c),
+                        h(&c.summary())
+                    );
                 }
                 None => o.push_str("<td class=\"muted\">–</td>"),
             }
@@ -380,7 +443,9 @@ fn cost_bars(c: &CostCell) -> String {
         Some(g) if g >= crate::evolution::GROWS_RATIO => "#d1343a",
         _ => "#e69a1c",
     };
-    let mut s = format!("<svg width=\"{width}\" height=\"{height}\" viewBox=\"0 0 {width} {height}\" role=\"img\">");
+    let mut s = format!(
+        "<svg width=\"{width}\" height=\"{height}\" viewBox=\"0 0 {width} {height}\" role=\"img\">"
+    );
     for (i, (size, ns)) in c.sizes.iter().zip(&c.ns_per_flow).enumerate() {
         let bh = ns / top * (height - 10.0);
         let x = i as f64 * (bar_w + 6.0);
@@ -408,11 +473,20 @@ fn cost_section(o: &mut String, distribution: &DistributionTable) {
     }
     o.push_str("</tr>");
     for row in &distribution.cost {
-        let _ = write!(o, "<tr><td class=\"name\"><code>{}</code></td>", h(&row.experiment));
+        let _ = write!(
+            o,
+            "<tr><td class=\"name\"><code>{}</code></td>",
+            h(&row.experiment)
+        );
         for c in &row.cells {
             match c {
                 Some(c) => {
-                    let _ = write!(o, "<td>{}<div class=\"cap\">{}</div></td>", cost_bars(c), h(&c.summary()));
+                    let _ = write!(
+                        o,
+                        "<td>{}<div class=\"cap\">{}</div></td>",
+                        cost_bars(c),
+                        h(&c.summary())
+                    );
                 }
                 None => o.push_str("<td class=\"muted\">–</td>"),
             }

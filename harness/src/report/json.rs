@@ -19,8 +19,17 @@ struct Report<'a> {
     distribution: &'a DistributionTable,
 }
 
-pub fn render(evaluation: &Evaluation, evolution: &Evolution, distribution: &DistributionTable) -> String {
-    let report = Report { format: REPORT_FORMAT, evaluation, evolution, distribution };
+pub fn render(
+    evaluation: &Evaluation,
+    evolution: &Evolution,
+    distribution: &DistributionTable,
+) -> String {
+    let report = Report {
+        format: REPORT_FORMAT,
+        evaluation,
+        evolution,
+        distribution,
+    };
     // Non-finite numbers (an infinite spread) become null, which serde_json does on its own.
     serde_json::to_string_pretty(&report).expect("report values always serialize")
 }

@@ -14,13 +14,24 @@ use super::escape_html as xml;
 pub fn render(evaluation: &Evaluation) -> String {
     let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
     let total = evaluation.kernels.len() * evaluation.rows.len();
-    let failures_all: usize = (0..evaluation.kernels.len()).map(|i| failures(evaluation, i)).sum();
-    let _ = writeln!(out, "<testsuites name=\"reuseport-claims\" tests=\"{total}\" failures=\"{failures_all}\">");
+    let failures_all: usize = (0..evaluation.kernels.len())
+        .map(|i| failures(evaluation, i))
+        .sum();
+    let _ = writeln!(
+        out,
+        "<testsuites name=\"reuseport-claims\" tests=\"{total}\" failures=\"{failures_all}\">"
+    );
     for (i, kernel) in evaluation.kernels.iter().enumerate() {
         let skipped = evaluation
             .rows
             .iter()
-            .filter(|r| is_skipped(&r.verdicts[i], r.claim.expected_difference.is_some(), kernel.unavailable.is_some()))
+            .filter(|r| {
+                is_skipped(
+                    &r.verdicts[i],
+                    r.claim.expected_difference.is_some(),
+                    kernel.unavailable.is_some(),
+                )
+            })
             .count();
         let _ = writeln!(
             out,
@@ -53,7 +64,12 @@ pub fn render(evaluation: &Evaluation) -> String {
                     );
                 }
                 (None, Verdict::Contradicted { .. } | Verdict::Unstable { .. }) => {
-                    let _ = write!(out, "<failure type=\"{}\" message=\"{}\"/>", verdict.label(), xml(&verdict.summary()));
+                    let _ = write!(
+                        out,
+                        "<failure type=\"{}\" message=\"{}\"/>",
+                        verdict.label(),
+                        xml(&verdict.summary())
+                    );
                 }
                 (None, _) => {
                     let _ = write!(out, "<skipped message=\"{}\"/>", xml(&verdict.summary()));
@@ -71,7 +87,11 @@ fn failures(evaluation: &Evaluation, column: usize) -> usize {
     if evaluation.kernels[column].unavailable.is_some() {
         return 0;
     }
-    evaluation.rows.iter().filter(|r| fails(&r.verdicts[column], r.claim.expected_difference.is_some())).count()
+    evaluation
+        .rows
+        .iter()
+        .filter(|r| fails(&r.verdicts[column], r.claim.expected_difference.is_some()))
+        .count()
 }
 
 fn fails(verdict: &Verdict, expected_difference: bool) -> bool {
@@ -83,5 +103,6 @@ fn fails(verdict: &Verdict, expected_difference: bool) -> bool {
 }
 
 fn is_skipped(verdict: &Verdict, expected_difference: bool, unavailable: bool) -> bool {
-    unavailable || !(matches!(verdict, Verdict::Holds { .. }) || fails(verdict, expected_difference))
+    unavailable
+        || !(matches!(verdict, Verdict::Holds { .. }) || fails(verdict, expected_difference))
 }

@@ -29,10 +29,17 @@ fn symbol(v: &Verdict) -> &'static str {
     }
 }
 
-pub fn render(evaluation: &Evaluation, evolution: &Evolution, distribution: &DistributionTable) -> String {
+pub fn render(
+    evaluation: &Evaluation,
+    evolution: &Evolution,
+    distribution: &DistributionTable,
+) -> String {
     let mut out = String::new();
     let w = &mut out;
-    let _ = writeln!(w, "# SO_REUSEADDR and SO_REUSEPORT: the documents against real kernels\n");
+    let _ = writeln!(
+        w,
+        "# SO_REUSEADDR and SO_REUSEPORT: the documents against real kernels\n"
+    );
     let _ = writeln!(
         w,
         "Every claim of the four documents, judged on every kernel from raw measurements. \
@@ -71,14 +78,32 @@ pub fn render(evaluation: &Evaluation, evolution: &Evolution, distribution: &Dis
     let _ = writeln!(w, "| document | claims | measured | untested |");
     let _ = writeln!(w, "|---|---|---|---|");
     for doc in Document::ALL {
-        let rows: Vec<_> = evaluation.rows.iter().filter(|r| r.claim.doc == doc).collect();
-        let measured = rows.iter().filter(|r| matches!(r.claim.check, Check::Measured(_))).count();
-        let _ = writeln!(w, "| `{}` {} | {} | {measured} | {} |", doc.file_name(), doc.title(), rows.len(), rows.len() - measured);
+        let rows: Vec<_> = evaluation
+            .rows
+            .iter()
+            .filter(|r| r.claim.doc == doc)
+            .collect();
+        let measured = rows
+            .iter()
+            .filter(|r| matches!(r.claim.check, Check::Measured(_)))
+            .count();
+        let _ = writeln!(
+            w,
+            "| `{}` {} | {} | {measured} | {} |",
+            doc.file_name(),
+            doc.title(),
+            rows.len(),
+            rows.len() - measured
+        );
     }
     let contradicted: Vec<_> = evaluation
         .rows
         .iter()
-        .filter(|r| r.verdicts.iter().any(|v| matches!(v, Verdict::Contradicted { .. })))
+        .filter(|r| {
+            r.verdicts
+                .iter()
+                .any(|v| matches!(v, Verdict::Contradicted { .. }))
+        })
         .collect();
     let disagrees: Vec<_> = evaluation
         .rows
@@ -107,13 +132,20 @@ pub fn render(evaluation: &Evaluation, evolution: &Evolution, distribution: &Dis
     }
     let _ = writeln!(w);
     for row in &evaluation.rows {
-        let _ = write!(w, "| `{}` | {} |", row.claim.id, md(&row.claim.scope.to_string()));
+        let _ = write!(
+            w,
+            "| `{}` | {} |",
+            row.claim.id,
+            md(&row.claim.scope.to_string())
+        );
         for (k, v) in evaluation.kernels.iter().zip(&row.verdicts) {
             match &k.unavailable {
                 Some(_) if !matches!(v, Verdict::Untested { .. }) => {
                     let _ = write!(w, " unavailable |");
                 }
-                _ if row.claim.expected_difference.is_some() && matches!(v, Verdict::Contradicted { .. }) => {
+                _ if row.claim.expected_difference.is_some()
+                    && matches!(v, Verdict::Contradicted { .. }) =>
+                {
                     let _ = write!(w, " ❌ contradicted (known) |");
                 }
                 _ => {
@@ -126,13 +158,26 @@ pub fn render(evaluation: &Evaluation, evolution: &Evolution, distribution: &Dis
 
     // Contradictions.
     let _ = writeln!(w, "\n## Contradictions\n");
-    for (title, rows) in [("Contradicted where the claim applies", &contradicted), ("Claims for other systems or versions that Linux disagrees with", &disagrees)] {
+    for (title, rows) in [
+        ("Contradicted where the claim applies", &contradicted),
+        (
+            "Claims for other systems or versions that Linux disagrees with",
+            &disagrees,
+        ),
+    ] {
         let _ = writeln!(w, "### {title}\n");
         if rows.is_empty() {
             let _ = writeln!(w, "None.\n");
         }
         for row in rows.iter() {
-            let _ = writeln!(w, "- **`{}`** ({}, {}): “{}”", row.claim.id, row.claim.doc.file_name(), row.claim.scope, md(&row.claim.quote));
+            let _ = writeln!(
+                w,
+                "- **`{}`** ({}, {}): “{}”",
+                row.claim.id,
+                row.claim.doc.file_name(),
+                row.claim.scope,
+                md(&row.claim.quote)
+            );
             if let Some(note) = &row.claim.note {
                 let _ = writeln!(w, "  - *reading:* {}", md(note));
             }
@@ -160,7 +205,11 @@ pub fn render(evaluation: &Evaluation, evolution: &Evolution, distribution: &Dis
 
     // Evolution.
     let _ = writeln!(w, "## Evolution\n");
-    let _ = writeln!(w, "Measured kernels in version order: {}.", evolution.kernels.join(" → "));
+    let _ = writeln!(
+        w,
+        "Measured kernels in version order: {}.",
+        evolution.kernels.join(" → ")
+    );
     for (k, why) in &evolution.unmeasured {
         let _ = writeln!(w, "Not measured: {k} ({}).", md(why));
     }
@@ -168,11 +217,26 @@ pub fn render(evaluation: &Evaluation, evolution: &Evolution, distribution: &Dis
     let _ = writeln!(w, "| claim | at | verdict | detail |");
     let _ = writeln!(w, "|---|---|---|---|");
     for c in &evolution.claimed {
-        let _ = writeln!(w, "| `{}` | {} | {} | {} |", c.claim, c.at, c.overall(), md(&c.detail()));
+        let _ = writeln!(
+            w,
+            "| `{}` | {} | {} | {} |",
+            c.claim,
+            c.at,
+            c.overall(),
+            md(&c.detail())
+        );
     }
-    let claimed_points: Vec<_> = evolution.changes.iter().filter(|c| !c.claimed_by.is_empty()).collect();
+    let claimed_points: Vec<_> = evolution
+        .changes
+        .iter()
+        .filter(|c| !c.claimed_by.is_empty())
+        .collect();
     let unclaimed: Vec<_> = evolution.unclaimed().collect();
-    let instability = evolution.changes.iter().filter(|c| c.involves_instability).count();
+    let instability = evolution
+        .changes
+        .iter()
+        .filter(|c| c.involves_instability)
+        .count();
     let _ = writeln!(
         w,
         "\n### Observed change points\n\n{} change points in all: {} accounted for by a claim, **{} unclaimed lasting behaviour changes**, \
@@ -204,11 +268,24 @@ pub fn render(evaluation: &Evaluation, evolution: &Evolution, distribution: &Dis
                 Some(k) => format!("{} (only {k} differs; its neighbours agree)", g.what),
                 None => g.what.clone(),
             };
-            let _ = writeln!(w, "| {} → {} | {which} | {} | {who} |", g.from, g.to, md(&what));
+            let _ = writeln!(
+                w,
+                "| {} → {} | {which} | {} | {who} |",
+                g.from,
+                g.to,
+                md(&what)
+            );
         }
         if groups.len() > GROUPS_LISTED {
-            let rest: usize = groups[GROUPS_LISTED..].iter().map(|g| g.experiments.len()).sum();
-            let _ = writeln!(w, "\n…and {} more groups ({rest} change points).", groups.len() - GROUPS_LISTED);
+            let rest: usize = groups[GROUPS_LISTED..]
+                .iter()
+                .map(|g| g.experiments.len())
+                .sum();
+            let _ = writeln!(
+                w,
+                "\n…and {} more groups ({rest} change points).",
+                groups.len() - GROUPS_LISTED
+            );
         }
     }
 
@@ -232,7 +309,13 @@ pub fn render(evaluation: &Evaluation, evolution: &Evolution, distribution: &Dis
     for row in &distribution.rows {
         let _ = write!(w, "| `{}` |", row.experiment);
         for c in &row.cells {
-            let _ = write!(w, " {} |", c.as_ref().map(|c| c.summary()).unwrap_or_else(|| "–".into()));
+            let _ = write!(
+                w,
+                " {} |",
+                c.as_ref()
+                    .map(|c| c.summary())
+                    .unwrap_or_else(|| "–".into())
+            );
         }
         let _ = writeln!(w);
     }
@@ -252,7 +335,13 @@ pub fn render(evaluation: &Evaluation, evolution: &Evolution, distribution: &Dis
     for row in &distribution.cost {
         let _ = write!(w, "| `{}` |", row.experiment);
         for c in &row.cells {
-            let _ = write!(w, " {} |", c.as_ref().map(|c| c.summary()).unwrap_or_else(|| "–".into()));
+            let _ = write!(
+                w,
+                " {} |",
+                c.as_ref()
+                    .map(|c| c.summary())
+                    .unwrap_or_else(|| "–".into())
+            );
         }
         let _ = writeln!(w);
     }
@@ -261,7 +350,14 @@ pub fn render(evaluation: &Evaluation, evolution: &Evolution, distribution: &Dis
     let _ = writeln!(w, "\n## Claims no experiment can test\n");
     for row in &evaluation.rows {
         if let Check::Untested(reason) = &row.claim.check {
-            let _ = writeln!(w, "- `{}` ({}): “{}” — {}", row.claim.id, row.claim.doc.file_name(), md(&row.claim.quote), md(reason));
+            let _ = writeln!(
+                w,
+                "- `{}` ({}): “{}” — {}",
+                row.claim.id,
+                row.claim.doc.file_name(),
+                md(&row.claim.quote),
+                md(reason)
+            );
         }
     }
     out

@@ -25,13 +25,28 @@ pub use markdown::render as render_markdown;
 
 /// Writes `report.md`, `report.html`, `report.json` and `junit.xml` into `dir` (created if
 /// missing), each atomically; returns their paths in that order.
-pub fn write_all(dir: &Path, evaluation: &Evaluation, evolution: &Evolution, results: &[KernelResult]) -> Result<Vec<PathBuf>> {
-    std::fs::create_dir_all(dir).with_context(|| format!("creating report directory {}", dir.display()))?;
+pub fn write_all(
+    dir: &Path,
+    evaluation: &Evaluation,
+    evolution: &Evolution,
+    results: &[KernelResult],
+) -> Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("creating report directory {}", dir.display()))?;
     let distribution = distribution_table(results);
     let outputs = [
-        ("report.md", render_markdown(evaluation, evolution, &distribution)),
-        ("report.html", render_html(evaluation, evolution, &distribution)),
-        ("report.json", render_json(evaluation, evolution, &distribution)),
+        (
+            "report.md",
+            render_markdown(evaluation, evolution, &distribution),
+        ),
+        (
+            "report.html",
+            render_html(evaluation, evolution, &distribution),
+        ),
+        (
+            "report.json",
+            render_json(evaluation, evolution, &distribution),
+        ),
         ("junit.xml", render_junit(evaluation)),
     ];
     let mut paths = Vec::new();
@@ -79,14 +94,22 @@ impl DistributionCell {
         match &self.chi_square {
             Some(t) => parts.push(format!(
                 "{} (p {}, spread {})",
-                if t.p_value >= crate::evolution::EVEN_P { "even" } else { "uneven" },
+                if t.p_value >= crate::evolution::EVEN_P {
+                    "even"
+                } else {
+                    "uneven"
+                },
                 evaluate::format_p(t.p_value),
                 evaluate::format_spread(self.spread)
             )),
             None => parts.push("nothing to test".into()),
         }
         if let Some((same, flows)) = self.sticky {
-            parts.push(if same == flows { "sticky".into() } else { format!("sticky {same}/{flows}") });
+            parts.push(if same == flows {
+                "sticky".into()
+            } else {
+                format!("sticky {same}/{flows}")
+            });
         }
         if let Some(lost) = self.lost.filter(|&l| l > 0) {
             parts.push(format!("{lost} lost"));
@@ -116,14 +139,30 @@ pub fn distribution_table(results: &[KernelResult]) -> DistributionTable {
     let kernels = evaluate::ordered(results);
     let rows = wire::catalogue()
         .into_iter()
-        .filter(|e| matches!(e.family(), wire::Family::Distribution | wire::Family::Steering))
+        .filter(|e| {
+            matches!(
+                e.family(),
+                wire::Family::Distribution | wire::Family::Steering
+            )
+        })
         .map(|e| {
             let id = e.id();
-            let cells = kernels.iter().map(|k| k.record(&id).and_then(distribution_cell)).collect();
-            DistributionRow { experiment: id, description: e.describe(), cells }
+            let cells = kernels
+                .iter()
+                .map(|k| k.record(&id).and_then(distribution_cell))
+                .collect();
+            DistributionRow {
+                experiment: id,
+                description: e.describe(),
+                cells,
+            }
         })
         .collect();
-    DistributionTable { kernels: kernels.iter().map(|k| k.kernel.clone()).collect(), rows, cost: cost_table(results) }
+    DistributionTable {
+        kernels: kernels.iter().map(|k| k.kernel.clone()).collect(),
+        rows,
+        cost: cost_table(results),
+    }
 }
 
 /// One lookup-cost experiment on one kernel: time per flow for each group size built.
@@ -153,13 +192,22 @@ pub fn cost_table(results: &[KernelResult]) -> Vec<CostRow> {
                 .iter()
                 .map(|k| {
                     let r = k.record(&id)?;
-                    let (Some(Fact::Counts(sizes)), Some(Fact::Numbers(ns))) = (r.facts.get("sizes"), r.facts.get("ns_per_flow")) else {
+                    let (Some(Fact::Counts(sizes)), Some(Fact::Numbers(ns))) =
+                        (r.facts.get("sizes"), r.facts.get("ns_per_flow"))
+                    else {
                         return None;
                     };
-                    Some(CostCell { sizes: sizes.clone(), ns_per_flow: ns.clone(), growth: stats::growth_over_first(ns) })
+                    Some(CostCell {
+                        sizes: sizes.clone(),
+                        ns_per_flow: ns.clone(),
+                        growth: stats::growth_over_first(ns),
+                    })
                 })
                 .collect();
-            CostRow { experiment: id, cells }
+            CostRow {
+                experiment: id,
+                cells,
+            }
         })
         .collect()
 }
@@ -238,32 +286,57 @@ mod tests {
     /// the screenshot lands there whatever CARGO_TARGET_DIR says.
     fn target_dir() -> PathBuf {
         let exe = std::env::current_exe().expect("test binary path");
-        exe.ancestors().nth(3).expect("target/<profile>/deps/<binary>").to_path_buf()
+        exe.ancestors()
+            .nth(3)
+            .expect("target/<profile>/deps/<binary>")
+            .to_path_buf()
     }
 
     fn rendered() -> (Evaluation, Evolution, Vec<KernelResult>) {
         let results = fixtures::results();
         let claims = fixtures::claims();
-        (evaluate(&claims, &results), analyse(&results, &claims), results)
+        (
+            evaluate(&claims, &results),
+            analyse(&results, &claims),
+            results,
+        )
     }
 
     #[test]
     fn markdown_has_every_section_kernel_and_claim() {
         let (evaluation, evolution, results) = rendered();
         let md = render_markdown(&evaluation, &evolution, &distribution_table(&results));
-        for heading in ["## Kernels", "## Summary", "## Claim × kernel matrix", "## Contradictions", "## Evolution", "## Distribution", "## Claims no experiment can test"] {
+        for heading in [
+            "## Kernels",
+            "## Summary",
+            "## Claim × kernel matrix",
+            "## Contradictions",
+            "## Evolution",
+            "## Distribution",
+            "## Claims no experiment can test",
+        ] {
             assert!(md.contains(heading), "missing {heading}");
         }
         for k in &evaluation.kernels {
             assert!(md.contains(&k.kernel), "missing kernel {}", k.kernel);
             if let Some(reason) = &k.unavailable {
-                assert!(md.contains(&format!("**unavailable**: {reason}")), "unavailable reason not shown");
+                assert!(
+                    md.contains(&format!("**unavailable**: {reason}")),
+                    "unavailable reason not shown"
+                );
             }
         }
         for row in &evaluation.rows {
-            assert!(md.contains(&format!("`{}`", row.claim.id)), "missing claim {}", row.claim.id);
+            assert!(
+                md.contains(&format!("`{}`", row.claim.id)),
+                "missing claim {}",
+                row.claim.id
+            );
         }
-        assert!(md.contains("❌ contradicted (known)") || md.contains("❌ **contradicted**"), "no contradiction rendered");
+        assert!(
+            md.contains("❌ contradicted (known)") || md.contains("❌ **contradicted**"),
+            "no contradiction rendered"
+        );
     }
 
     #[test]
@@ -275,18 +348,38 @@ mod tests {
         let contradicted: usize = evaluation
             .rows
             .iter()
-            .map(|r| r.verdicts.iter().filter(|v| matches!(v, Verdict::Contradicted { .. })).count())
+            .map(|r| {
+                r.verdicts
+                    .iter()
+                    .filter(|v| matches!(v, Verdict::Contradicted { .. }))
+                    .count()
+            })
             .sum();
         let expected: usize = evaluation
             .rows
             .iter()
             .filter(|r| r.claim.expected_difference.is_some())
-            .map(|r| r.verdicts.iter().filter(|v| matches!(v, Verdict::Contradicted { .. })).count())
+            .map(|r| {
+                r.verdicts
+                    .iter()
+                    .filter(|v| matches!(v, Verdict::Contradicted { .. }))
+                    .count()
+            })
             .sum();
         assert!(contradicted > 0);
-        assert_eq!(xml.matches("<failure type=\"contradicted\"").count(), contradicted - expected);
-        assert_eq!(xml.matches("contradicted, an expected difference: ").count(), expected);
-        assert!(xml.contains(&format!("name=\"{}::001.linux.reuseport-same-euid\"", evaluation.kernels[0].kernel)));
+        assert_eq!(
+            xml.matches("<failure type=\"contradicted\"").count(),
+            contradicted - expected
+        );
+        assert_eq!(
+            xml.matches("contradicted, an expected difference: ")
+                .count(),
+            expected
+        );
+        assert!(xml.contains(&format!(
+            "name=\"{}::001.linux.reuseport-same-euid\"",
+            evaluation.kernels[0].kernel
+        )));
     }
 
     #[test]
@@ -295,7 +388,10 @@ mod tests {
         let text = render_json(&evaluation, &evolution, &distribution_table(&results));
         let value: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
         assert_eq!(value["format"], 1);
-        assert_eq!(value["evaluation"]["rows"].as_array().unwrap().len(), evaluation.rows.len());
+        assert_eq!(
+            value["evaluation"]["rows"].as_array().unwrap().len(),
+            evaluation.rows.len()
+        );
     }
 
     /// Renders the HTML report from the recorded results, opens it in headless Chromium, and keeps
@@ -304,11 +400,24 @@ mod tests {
     fn html_report_renders_in_headless_chromium() {
         let (evaluation, evolution, results) = rendered();
         let html = render_html(&evaluation, &evolution, &distribution_table(&results));
-        for remote in ["src=\"http", "href=\"http", "@import", "url(http", "<script"] {
-            assert!(!html.contains(remote), "the report must not fetch anything: found {remote}");
+        for remote in [
+            "src=\"http",
+            "href=\"http",
+            "@import",
+            "url(http",
+            "<script",
+        ] {
+            assert!(
+                !html.contains(remote),
+                "the report must not fetch anything: found {remote}"
+            );
         }
         assert!(html.contains("<table class=\"matrix\">") && html.contains("<svg"));
-        for k in evaluation.kernels.iter().filter_map(|k| k.unavailable.as_ref()) {
+        for k in evaluation
+            .kernels
+            .iter()
+            .filter_map(|k| k.unavailable.as_ref())
+        {
             assert!(html.contains(&format!("unavailable: {}", escape_html(k))));
         }
 
