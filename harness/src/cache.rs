@@ -737,6 +737,51 @@ pub fn render_image_rows(rows: &[ImageRow]) -> String {
     out
 }
 
+/// `harness images list`: the table of kernel images and other blobs in the cache at `root`.
+pub fn list_command(root: &Path) -> Result<String> {
+    let cache = Cache::open(root, true)?;
+    Ok(render_image_rows(&cache.image_rows()?))
+}
+
+/// `harness images verify`: re-hashes every blob, deletes corrupt ones (the next run fetches or
+/// builds them again). Returns the report and whether every blob was intact.
+pub fn verify_command(root: &Path) -> Result<(String, bool)> {
+    let cache = Cache::open(root, true)?;
+    let report = cache.verify_all()?;
+    let mut text = format!("verified {} blobs", report.good + report.corrupt.len());
+    if report.corrupt.is_empty() {
+        text.push_str(": all intact\n");
+    } else {
+        text.push_str(&format!(
+            ": {} corrupt, deleted (the next run fetches them again)\n",
+            report.corrupt.len()
+        ));
+        for (named, found) in &report.corrupt {
+            text.push_str(&format!("  {named}: content hashes to {found}\n"));
+        }
+    }
+    Ok((text, report.corrupt.is_empty()))
+}
+
+/// `harness images prune`: keeps the images of `keep_kernels` (the ids of the current
+/// kernels.yaml) and whatever was used within `max_age` ([`DEFAULT_PRUNE_AGE`] by default).
+/// Waits for running harness processes to finish first; the caller must not hold a [`Cache`]
+/// (or an `AcquireContext`) itself, or it waits forever.
+pub fn prune_command(
+    root: &Path,
+    keep_kernels: &BTreeSet<String>,
+    max_age: Duration,
+) -> Result<String> {
+    let cache = Cache::open_exclusive(root)?;
+    let report = cache.prune(keep_kernels, max_age)?;
+    Ok(format!(
+        "pruned {} index entries and {} blobs, {:.1} MiB freed\n",
+        report.entries_removed,
+        report.blobs_removed,
+        report.bytes_freed as f64 / (1024.0 * 1024.0)
+    ))
+}
+
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
@@ -974,6 +1019,40 @@ mod tests {
         let table = render_image_rows(&rows);
         assert!(table.starts_with("id       "), "{table}");
         assert!(table.ends_with("2 blobs, 0.0 MiB\n"), "{table}");
+    }
+
+    #[test]
+    fn commands_report_in_words() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let cache = Cache::open(dir.path(), true).unwrap();
+            let blob = cache.insert_bytes(b"x").unwrap();
+            cache
+                .put_entry("kernel:a", &blob, Vec::new(), BTreeMap::new())
+                .unwrap();
+            let bad = cache.insert_bytes(b"y").unwrap();
+            fs::write(&bad.path, b"z").unwrap();
+        }
+        assert!(
+            list_command(dir.path()).unwrap().contains("\na "),
+            "kernel a listed"
+        );
+        let (text, intact) = verify_command(dir.path()).unwrap();
+        assert!(!intact);
+        assert!(
+            text.starts_with("verified 2 blobs: 1 corrupt, deleted"),
+            "{text}"
+        );
+        let keep = BTreeSet::from(["a".to_owned()]);
+        assert_eq!(
+            prune_command(dir.path(), &keep, Duration::ZERO).unwrap(),
+            "pruned 0 index entries and 0 blobs, 0.0 MiB freed\n"
+        );
+        let text = prune_command(dir.path(), &BTreeSet::new(), Duration::ZERO).unwrap();
+        assert!(
+            text.starts_with("pruned 1 index entries and 1 blobs"),
+            "{text}"
+        );
     }
 
     #[test]
