@@ -6,7 +6,7 @@
 //! job matrix takes as `include:`. `--github-output NAME` also appends `NAME=<that line>` to the
 //! file GitHub Actions names in `$GITHUB_OUTPUT`, so a workflow needs no shell plumbing.
 //! `list claims --json` lists the claims instead (id, document, scope, whether measured, and the
-//! expected difference when one is recorded): the matrix test binary builds its trials from it.
+//! `expected_difference` when claims.yaml records one): the matrix test binary builds its trials from it.
 
 use std::io::Write;
 use std::path::Path;
@@ -54,6 +54,7 @@ pub fn main(args: &ListArgs, kernels_yaml: &Path, claims_yaml: &Path) -> Result<
                     "doc": c.doc.file_name(),
                     "scope": c.scope.to_string(),
                     "measured": matches!(c.check, crate::claims::Check::Measured(_)),
+                    "expected_difference": c.expected_difference,
                 })
             })
             .collect();

@@ -17,7 +17,8 @@
 //! - `RPH_JUNIT=PATH` writes a JUnit XML report of the trials that ran.
 //!
 //! A claim trial fails only when the claim is contradicted on a kernel it speaks about and the
-//! claim is listed in tests/expected-differences.txt with the measured reason; every other verdict (holds, out of scope, not measured,
+//! claim carries an `expected_difference` in claims.yaml (a known error of the document, with the
+//! reason); every other verdict (holds, out of scope, not measured,
 //! unstable) passes, and the JUnit report says which it was. Untested claims are ignored trials.
 //! An experiment trial passes when the experiment completed (or found the kernel unsupported) and
 //! fails with its status otherwise, or when the kernel never produced its record.
@@ -67,38 +68,8 @@ fn harness_stdout(args: &[&str]) -> Result<String, String> {
 struct ClaimInfo {
     id: String,
     measured: bool,
-    /// Why a contradiction on every kernel is expected (tests/expected-differences.txt).
+    /// Why a contradiction is expected (claims.yaml `expected_difference`).
     expected_difference: Option<String>,
-    /// The same, for one kernel only (`<kernel>::<claim id>` lines).
-    per_kernel: BTreeMap<String, String>,
-}
-
-/// tests/expected-differences.txt: `<claim id>: <reason>` or `<kernel>::<claim id>: <reason>`
-/// per line; `#` starts a comment. A claim id that claims.yaml does not have is an error.
-fn expected_differences(claims: &[ClaimInfo]) -> Result<BTreeMap<String, String>, String> {
-    let path = root().join("harness/tests/expected-differences.txt");
-    let text =
-        std::fs::read_to_string(&path).map_err(|e| format!("reading {}: {e}", path.display()))?;
-    let mut out = BTreeMap::new();
-    for (n, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let where_ = format!("{}:{}", path.display(), n + 1);
-        let Some((key, reason)) = line.split_once(": ") else {
-            return Err(format!("{where_}: write `<claim id>: <reason>`"));
-        };
-        let claim = key.rsplit("::").next().unwrap_or(key);
-        if !claims.iter().any(|c| c.id == claim) {
-            return Err(format!("{where_}: no claim `{claim}` in claims.yaml"));
-        }
-        if reason.trim().is_empty() {
-            return Err(format!("{where_}: `{key}` needs the measured reason"));
-        }
-        out.insert(key.to_owned(), reason.trim().to_owned());
-    }
-    Ok(out)
 }
 
 /// What one kernel showed, as the trials read it.
@@ -358,11 +329,7 @@ fn claim_trial(kernel: &Arc<Kernel>, claim: &ClaimInfo) -> Result<String, String
     if label != "contradicted" {
         return Ok(label);
     }
-    match claim
-        .per_kernel
-        .get(&kernel.id)
-        .or(claim.expected_difference.as_ref())
-    {
+    match &claim.expected_difference {
         Some(reason) => Ok(format!("contradicted, an expected difference: {reason}")),
         None => Err(format!(
             "{} is contradicted on {} (run {}):\n  {}\n(evidence: {})",
@@ -562,7 +529,7 @@ fn plan() -> Result<Plan, String> {
         .collect();
     let claims: Value = serde_json::from_str(&harness_stdout(&["list", "claims", "--json"])?)
         .map_err(|e| format!("harness list claims --json: {e}"))?;
-    let claims: Vec<ClaimInfo> = claims
+    let claims = claims
         .as_array()
         .ok_or("harness list claims --json: not an array")?
         .iter()
@@ -570,27 +537,9 @@ fn plan() -> Result<Plan, String> {
             id: c["claim"].as_str().unwrap_or_default().to_owned(),
             measured: c["measured"].as_bool().unwrap_or(true),
             expected_difference: c["expected_difference"].as_str().map(str::to_owned),
-            per_kernel: BTreeMap::new(),
         })
         .collect();
     let experiments = wire::catalogue().iter().map(|e| e.id()).collect();
-    let differences = expected_differences(&claims)?;
-    let claims = claims
-        .into_iter()
-        .map(|mut c| {
-            c.expected_difference = c
-                .expected_difference
-                .or_else(|| differences.get(&c.id).cloned());
-            c.per_kernel = differences
-                .iter()
-                .filter_map(|(key, reason)| {
-                    let (kernel, claim) = key.split_once("::")?;
-                    (claim == c.id).then(|| (kernel.to_owned(), reason.clone()))
-                })
-                .collect();
-            c
-        })
-        .collect();
     Ok(Plan {
         kernels,
         claims,
