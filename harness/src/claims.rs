@@ -789,7 +789,7 @@ fn check_expectation(
         Expect::Outcome(_) | Expect::Fails => needs(FactKind::Outcomes, "outcome"),
         Expect::Receiver(_) | Expect::ReceiverIn(_) => needs(FactKind::Receivers, "receiver"),
         Expect::Uniform { alpha } => {
-            if !(*alpha > 0.0 && *alpha < 1.0) {
+            if alpha.is_nan() || *alpha <= 0.0 || *alpha >= 1.0 {
                 return Err(format!(
                     "uniform.alpha must lie between 0 and 1, not {alpha}"
                 ));
@@ -803,7 +803,7 @@ fn check_expectation(
             ),
         },
         Expect::Flat { max_ratio } => {
-            if !(*max_ratio >= 1.0) {
+            if max_ratio.is_nan() || *max_ratio < 1.0 {
                 return Err(format!(
                     "flat.max_ratio must be at least 1, not {max_ratio}"
                 ));

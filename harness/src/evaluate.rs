@@ -87,7 +87,9 @@ impl Verdict {
                     .iter()
                     .filter(|o| o.status == Match::Differs)
                     .collect();
-                let mut groups: Vec<((&str, &str, &str), Vec<&str>)> = Vec::new();
+                // (fact, expected, observed) and the experiments that showed it.
+                type Group<'a> = ((&'a str, &'a str, &'a str), Vec<&'a str>);
+                let mut groups: Vec<Group> = Vec::new();
                 for o in &differing {
                     let key = (o.fact.as_str(), o.expected.as_str(), o.observed.as_str());
                     match groups.iter_mut().find(|(k, _)| *k == key) {

@@ -513,7 +513,7 @@ pub fn sub_patterns(ids: &[String]) -> String {
             None => subs.push((key, vec![id.clone()])),
         }
     }
-    subs.sort_by(|a, b| b.1.len().cmp(&a.1.len()));
+    subs.sort_by_key(|(_, v)| std::cmp::Reverse(v.len()));
     let mut parts: Vec<String> = subs
         .iter()
         .take(4)

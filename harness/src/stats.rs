@@ -54,7 +54,7 @@ pub fn spread(counts: &[u64]) -> Option<f64> {
 /// group of one). `None` when there is no positive baseline.
 pub fn growth_over_first(values: &[f64]) -> Option<f64> {
     let first = *values.first()?;
-    if !(first > 0.0) {
+    if first.is_nan() || first <= 0.0 {
         return None;
     }
     let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
