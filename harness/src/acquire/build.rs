@@ -36,7 +36,9 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 
-use super::{unpack_tar_safely, url::pinned_download, AcquireContext, Acquisition, KernelImage};
+use super::{
+    unpack_tar_safely, url::pinned_download, AcquireContext, Acquisition, KernelImage, OrReason,
+};
 use crate::cache::{hash_file, sha256_hex, Cache, Progress};
 use crate::matrix::{BuildSource, KernelSpec};
 
@@ -478,7 +480,7 @@ fn source_input(
 }
 
 /// A bare mirror of a remote repository in the cache, created or updated now.
-fn git_mirror(url: &str, cache: &Cache) -> Result<std::result::Result<PathBuf, String>> {
+fn git_mirror(url: &str, cache: &Cache) -> Result<OrReason<PathBuf>> {
     let mirror = cache
         .root()
         .join("git")
@@ -818,7 +820,7 @@ fn config_enabled(config: &str, option: &str) -> bool {
 }
 
 /// Unpacks the source under `parent`; returns the tree's root (the directory with the Makefile).
-fn unpack(unpack: &Unpack, parent: &Path) -> Result<std::result::Result<PathBuf, String>> {
+fn unpack(unpack: &Unpack, parent: &Path) -> Result<OrReason<PathBuf>> {
     match unpack {
         Unpack::Archive(path) => {
             let mut file =

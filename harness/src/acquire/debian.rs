@@ -17,7 +17,10 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 
-use super::{fetch_failure, image_from_deb, AcquireContext, Acquisition, KernelImage};
+use super::{fetch_failure, image_from_deb, AcquireContext, Acquisition, KernelImage, OrReason};
+
+/// Provenance about an index: its URL, sha256 and age.
+type IndexFacts = BTreeMap<String, String>;
 use crate::cache::{Blob, Cache, FetchError};
 
 pub const DEFAULT_MIRROR: &str = "http://deb.debian.org/debian";
@@ -239,7 +242,7 @@ pub fn package_index(
     suite: &str,
     mirror: &str,
     cache: &Cache,
-) -> Result<std::result::Result<(PackageIndex, BTreeMap<String, String>), String>> {
+) -> Result<OrReason<(PackageIndex, IndexFacts)>> {
     Ok(match index_blob(suite, mirror, cache)? {
         Ok((blob, meta)) => Ok((parse_index_blob(suite, &blob)?, meta)),
         Err(reason) => Err(reason),
@@ -247,11 +250,7 @@ pub fn package_index(
 }
 
 /// The compressed index as a cache blob, and provenance about it (URL, sha256, age).
-fn index_blob(
-    suite: &str,
-    mirror: &str,
-    cache: &Cache,
-) -> Result<std::result::Result<(Blob, BTreeMap<String, String>), String>> {
+fn index_blob(suite: &str, mirror: &str, cache: &Cache) -> Result<OrReason<(Blob, IndexFacts)>> {
     let url = format!("{mirror}/dists/{suite}/main/binary-amd64/Packages.xz");
     let key = format!("debian-index:{url}");
     let _lock = cache.lock_key(&key)?;

@@ -32,6 +32,10 @@ use anyhow::{bail, Context, Result};
 use crate::cache::{Blob, Cache, FetchError};
 use crate::matrix::{KernelSource, KernelSpec};
 
+/// A value, or the reason this machine cannot have it (an unreachable host, a missing file):
+/// the inner layer of `anyhow::Result<OrReason<T>>`, whose outer `Err` is the harness failing.
+pub type OrReason<T> = std::result::Result<T, String>;
+
 /// What a run needs to obtain kernels.
 pub struct AcquireContext {
     /// The checkout: `images/<id>/` overrides, `images/config/minimal.config`, `kernels.lock`;
@@ -424,10 +428,7 @@ pub fn is_packaged_image_path(relative: &Path) -> bool {
 
 /// The kernel image inside a `.deb`: extracted (safely) into a cache blob. Returns the blob, the
 /// member's path and the release its path names. `Ok(Err(reason))` when the package holds no image.
-pub fn image_from_deb(
-    deb: &Path,
-    cache: &Cache,
-) -> Result<std::result::Result<(Blob, String, String), String>> {
+pub fn image_from_deb(deb: &Path, cache: &Cache) -> Result<OrReason<(Blob, String, String)>> {
     let work = cache.work_dir("deb-")?;
     let written = with_deb_data(deb, |tar| {
         unpack_tar_safely(tar, work.path(), is_packaged_image_path)
