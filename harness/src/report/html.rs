@@ -7,7 +7,7 @@ use std::fmt::Write;
 
 use crate::claims::{Check, Document};
 use crate::evaluate::{Evaluation, Verdict};
-use crate::evolution::{Evolution, EVEN_P};
+use crate::evolution::Evolution;
 
 use super::{
     cell, escape_html as h, kernel_heading, CostCell, DistributionCell, DistributionTable,
@@ -374,11 +374,7 @@ fn bars(c: &DistributionCell) -> String {
     let top = max.max(even) * 1.1;
     let gap = if n > 8.0 { 1.0 } else { 2.0 };
     let bar_w = width / n - gap;
-    let colour = match &c.chi_square {
-        Some(t) if t.p_value >= EVEN_P => "#2e9d5b",
-        Some(_) => "#d1343a",
-        None => "#9aa3ad",
-    };
+    let colour = if c.good() { "#2e9d5b" } else { "#d1343a" };
     let mut s = format!("<svg width=\"{width}\" height=\"{height}\" viewBox=\"0 0 {width} {height}\" role=\"img\" aria-label=\"counts {:?}\">", c.counts);
     for (i, &count) in c.counts.iter().enumerate() {
         let bh = (count as f64 / top) * height;
@@ -399,7 +395,7 @@ fn bars(c: &DistributionCell) -> String {
 fn distribution_section(o: &mut String, distribution: &DistributionTable) {
     o.push_str(
         "<h2>Distribution</h2><p>Flows received per member of each SO_REUSEPORT group (bars; the dashed line is the even share). \
-         Green: the chi-square test cannot reject uniformity at p ≥ 0.001; red: it can. Member order is bind order; \
+         Green: the chi-square test cannot reject uniformity at p ≥ 0.001 (steering cells: every flow reached the member the program or CPU named); red: otherwise. Member order is bind order; \
          which member gets a flow depends on a per-boot hash secret, so only the statistics compare across kernels.</p>\
          <table class=\"plain dist\"><tr><th>experiment</th>",
     );

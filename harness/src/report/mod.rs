@@ -86,10 +86,24 @@ pub struct DistributionCell {
     /// `repeat_same` of `repeat_flows`, when flows were repeated.
     pub sticky: Option<(u64, u64)>,
     pub lost: Option<u64>,
+    /// Steering cells: flows that reached the member the program or CPU named, of all flows.
+    pub steered: Option<(u64, u64)>,
 }
 
 impl DistributionCell {
+    /// Whether the cell looks right: steered completely, or even.
+    pub fn good(&self) -> bool {
+        match (self.steered, &self.chi_square) {
+            (Some((steered, total)), _) => total > 0 && steered == total,
+            (None, Some(t)) => t.p_value >= crate::evolution::EVEN_P,
+            (None, None) => false,
+        }
+    }
+
     pub fn summary(&self) -> String {
+        if let Some((steered, total)) = self.steered {
+            return format!("steered {steered} of {total}");
+        }
         let mut parts = Vec::new();
         match &self.chi_square {
             Some(t) => parts.push(format!(
@@ -240,7 +254,12 @@ fn distribution_cell(record: &wire::ExperimentRecord) -> Option<DistributionCell
         (Some(same), Some(flows)) if flows > 0 => Some((same, flows)),
         _ => None,
     };
+    let steered = match (count("steered"), record.facts.get("expected")) {
+        (Some(steered), Some(Fact::Counts(expected))) => Some((steered, expected.iter().sum())),
+        _ => None,
+    };
     Some(DistributionCell {
+        steered,
         chi_square: stats::chi_square_uniform(&counts),
         spread: stats::spread(&counts),
         counts,
