@@ -14,7 +14,8 @@
 //!   processes of one run share the boot through `target/matrix/nextest-<run id>/` and a lock file.
 //! - `RPH_MATRIX_RESULTS=DIR` judges recorded results in DIR instead of booting (the tests of this
 //!   binary use harness/tests/fixtures/results). `RPH_SKIP_BOOT=1` marks booting trials ignored.
-//! - `RPH_JUNIT=PATH` writes a JUnit XML report of the trials that ran.
+//! - `RPH_JUNIT=PATH` writes a JUnit XML report of the trials that ran. `RPH_MATRIX_CLAIMS=PATH`
+//!   judges another claims file than claims.yaml.
 //!
 //! A claim trial fails only when the claim is contradicted on a kernel it speaks about and the
 //! claim carries an `expected_difference` in claims.yaml (a known error of the document, with the
@@ -42,9 +43,14 @@ fn root() -> PathBuf {
         .to_path_buf()
 }
 
+/// The harness, run from the workspace root, judging `RPH_MATRIX_CLAIMS` when set (default
+/// claims.yaml).
 fn harness() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_harness"));
     cmd.current_dir(root());
+    if let Some(claims) = std::env::var_os("RPH_MATRIX_CLAIMS") {
+        cmd.arg("--claims").arg(claims);
+    }
     cmd
 }
 

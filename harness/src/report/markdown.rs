@@ -75,8 +75,11 @@ pub fn render(
 
     // Summary.
     let _ = writeln!(w, "\n## Summary\n");
-    let _ = writeln!(w, "| document | claims | measured | untested |");
-    let _ = writeln!(w, "|---|---|---|---|");
+    let _ = writeln!(
+        w,
+        "| document | claims | measured | untested | holds wherever it applies and was measured | contradicted where claimed | claimed for another OS/version: Linux disagrees |"
+    );
+    let _ = writeln!(w, "|---|---|---|---|---|---|---|");
     for doc in Document::ALL {
         let rows: Vec<_> = evaluation
             .rows
@@ -87,13 +90,38 @@ pub fn render(
             .iter()
             .filter(|r| matches!(r.claim.check, Check::Measured(_)))
             .count();
+        let any = |class: &str| {
+            rows.iter()
+                .filter(|r| r.verdicts.iter().any(|v| cell(v).1 == class))
+                .count()
+        };
+        let holds = rows
+            .iter()
+            .filter(|r| {
+                let judged: Vec<&Verdict> = r
+                    .verdicts
+                    .iter()
+                    .filter(|v| {
+                        matches!(
+                            v,
+                            Verdict::Holds { .. }
+                                | Verdict::Contradicted { .. }
+                                | Verdict::Unstable { .. }
+                        )
+                    })
+                    .collect();
+                !judged.is_empty() && judged.iter().all(|v| matches!(v, Verdict::Holds { .. }))
+            })
+            .count();
         let _ = writeln!(
             w,
-            "| `{}` {} | {} | {measured} | {} |",
+            "| `{}` {} | {} | {measured} | {} | {holds} | {} | {} |",
             doc.file_name(),
             doc.title(),
             rows.len(),
-            rows.len() - measured
+            rows.len() - measured,
+            any("contradicted"),
+            any("oos-disagrees")
         );
     }
     let contradicted: Vec<_> = evaluation
@@ -113,10 +141,13 @@ pub fn render(
         .collect();
     let _ = writeln!(
         w,
-        "\n**{} claims are contradicted by at least one kernel they are made for**, and Linux disagrees with {} \
-         claims made for other systems or versions. Each is listed under *Contradictions* with the measured fact.\n",
+        "\n**{} claims are contradicted by at least one kernel they are made for** ({} of them recorded as known differences), \
+         and Linux disagrees with {} claims made for other systems or versions. Each is listed under *Contradictions* \
+         with the measured fact. The matrix shows **{} unclaimed lasting behaviour changes** between kernels (see *Evolution*).\n",
         contradicted.len(),
-        disagrees.len()
+        contradicted.iter().filter(|r| r.claim.expected_difference.is_some()).count(),
+        disagrees.len(),
+        evolution.unclaimed().count()
     );
 
     // Matrix.
