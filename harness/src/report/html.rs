@@ -70,6 +70,12 @@ table.plain th { background: #fafbfc; }
 .dist td.name { text-align: left; font-size: 12px; white-space: nowrap; }
 .dist svg { display: block; margin: 0 auto; }
 .dist .cap { font-size: 10.5px; color: var(--muted); }
+.findings { display: grid; grid-template-columns: repeat(auto-fill, minmax(420px, 1fr)); gap: 10px; }
+.finding { background: #fff; border: 1px solid #dde1e6; border-left: 4px solid var(--contra); border-radius: 6px;
+           padding: 8px 12px; font-size: 12.5px; }
+.finding.oos-disagrees { border-left-color: var(--disagree); }
+.finding blockquote { margin: 6px 0; padding: 2px 10px; border-left: 3px solid #c9ced6; font-style: italic; }
+.finding ul { margin: 4px 0 0; padding-left: 18px; }
 .ok { color: var(--holds); font-weight: 600; } .bad { color: var(--contra); font-weight: 600; }
 .muted { color: var(--muted); }
 .nowrap { white-space: nowrap; }
@@ -98,6 +104,7 @@ pub fn render(
     kernel_cards(&mut o, evaluation);
     o.push_str("</header><main>");
     matrix(&mut o, evaluation);
+    contradictions(&mut o, evaluation);
     evolution_section(&mut o, evolution);
     distribution_section(&mut o, distribution);
     cost_section(&mut o, distribution);
@@ -150,6 +157,76 @@ fn kernel_cards(o: &mut String, evaluation: &Evaluation) {
         );
     }
     o.push_str("</div>");
+}
+
+/// The claims the measurements contradict where they apply, and those for other systems or
+/// versions that Linux disagrees with: quote, reading, and the measured fact per kernel.
+fn contradictions(o: &mut String, evaluation: &Evaluation) {
+    for (title, class) in [
+        ("Contradicted where the claim applies", "contradicted"),
+        (
+            "Claimed for another OS or version: Linux disagrees",
+            "oos-disagrees",
+        ),
+    ] {
+        let rows: Vec<_> = evaluation
+            .rows
+            .iter()
+            .filter(|r| r.verdicts.iter().any(|v| cell(v).1 == class))
+            .filter(|r| {
+                class == "contradicted"
+                    || !r
+                        .verdicts
+                        .iter()
+                        .any(|v| matches!(v, Verdict::Contradicted { .. }))
+            })
+            .collect();
+        let _ = write!(
+            o,
+            "<h2>{title} ({})</h2><div class=\"findings\">",
+            rows.len()
+        );
+        for row in rows {
+            let c = &row.claim;
+            let _ = write!(
+                o,
+                "<div class=\"finding {class}\"><div><code>{}</code> <span class=\"muted\">{} · {}</span></div><blockquote>{}</blockquote>",
+                h(&c.id),
+                h(c.doc.file_name()),
+                h(&c.scope.to_string()),
+                h(&c.quote)
+            );
+            if let Some(known) = &c.expected_difference {
+                let _ = write!(
+                    o,
+                    "<div class=\"muted\">Known difference: {}</div>",
+                    h(known)
+                );
+            }
+            let mut seen: Vec<(String, Vec<&str>)> = Vec::new();
+            for (k, v) in evaluation.kernels.iter().zip(&row.verdicts) {
+                if cell(v).1 != class {
+                    continue;
+                }
+                let text = v.summary();
+                match seen.iter_mut().find(|(t, _)| *t == text) {
+                    Some((_, ks)) => ks.push(&k.kernel),
+                    None => seen.push((text, vec![&k.kernel])),
+                }
+            }
+            o.push_str("<ul>");
+            for (text, kernels) in seen {
+                let _ = write!(
+                    o,
+                    "<li><b>{}</b>: {}</li>",
+                    h(&kernels.join(", ")),
+                    h(&text)
+                );
+            }
+            o.push_str("</ul></div>");
+        }
+        o.push_str("</div>");
+    }
 }
 
 fn short(v: &Verdict) -> &'static str {
