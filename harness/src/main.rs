@@ -4,12 +4,16 @@
 mod acquire;
 mod bisect;
 mod cache;
+#[cfg(test)]
+mod cache_faults;
 mod check;
 mod claims;
 mod cli;
 mod diff;
 mod evaluate;
 mod evolution;
+#[cfg(test)]
+mod fuzz;
 mod guest_binary;
 mod initramfs;
 mod interrupt;
@@ -28,7 +32,8 @@ mod yaml;
 
 use std::process::ExitCode;
 
-/// Documented exit codes (README, "Exit codes"). Anything else the harness fails at exits 70.
+/// Documented exit codes (README, "Exit codes"; docs/faults.md). Anything else the harness fails
+/// at exits 70; an interrupted run exits 128 + the signal (130 for SIGINT), see `interrupt`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExitKind {
     /// A claim was contradicted, an outcome changed against a baseline, or `check` found "bad".
@@ -39,6 +44,9 @@ pub enum ExitKind {
     Prerequisite = 3,
     /// The results or cache directory cannot be written (permissions, disk full).
     Storage = 4,
+    /// Not one kernel of the run could be obtained (offline with nothing cached, no network);
+    /// each kernel's reason is in the message and in its result file.
+    Unavailable = 5,
     /// The harness failed at its own job (a bug, an unexpected host error).
     Internal = 70,
 }

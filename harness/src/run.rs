@@ -11,13 +11,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
 use crate::acquire::{self, Acquisition};
 use crate::matrix::KernelSpec;
 use crate::results::{self, Attempt, KernelResult, RunOutcome};
 use crate::transcript::{self, Transcript};
 use crate::vm::{self, Accel, Exit, GuestRun};
+use crate::ExitKind;
 
 /// Which accelerator to use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,9 +68,15 @@ struct Shared<'a> {
 }
 
 pub fn run_matrix(kernels: &[&KernelSpec], opts: &RunOptions) -> Result<Vec<KernelResult>> {
+    // Each run its own scratch directory: two runs sharing a results directory never write the
+    // same console or record log.
+    let scratch = opts
+        .out
+        .join(".work")
+        .join(format!("run-{}", std::process::id()));
+    check_writable(&opts.out, &scratch)?;
     let guest = crate::guest_binary::static_guest()?;
     let initrd = crate::initramfs::for_guest(&guest, opts.acquire.cache.root())?;
-    let scratch = opts.out.join(".work");
     let shared = Shared {
         opts,
         guest,
@@ -111,7 +118,63 @@ pub fn run_matrix(kernels: &[&KernelSpec], opts: &RunOptions) -> Result<Vec<Kern
     }
     let mut done = done.into_inner().unwrap();
     done.sort_by(|a, b| a.kernel.cmp(&b.kernel));
+    keep_logs_of_failures(&shared.scratch, &done);
+    nothing_unavailable_everywhere(&done)?;
     Ok(done)
+}
+
+/// Fails before any work when the results directory cannot take a file (read-only, full, not
+/// ours), instead of after the first boot. Exits with [`ExitKind::Storage`].
+fn check_writable(out: &Path, scratch: &Path) -> Result<()> {
+    let attempt = || -> Result<()> {
+        std::fs::create_dir_all(scratch)
+            .with_context(|| format!("creating {}", scratch.display()))?;
+        let probe = scratch.join("writable");
+        results::write_atomically(&probe, &[b'\n'; 4096])?;
+        std::fs::remove_file(&probe).with_context(|| format!("removing {}", probe.display()))?;
+        Ok(())
+    };
+    attempt().map_err(|e| {
+        anyhow::Error::new(ExitKind::Storage.wrap(format!(
+            "results directory {} is not writable: {e:#}",
+            out.display()
+        )))
+    })
+}
+
+/// Console and record logs of a kernel that completed are not needed (its result holds
+/// everything); those of any other outcome stay for a person to read, and the summary said where.
+fn keep_logs_of_failures(scratch: &Path, done: &[KernelResult]) {
+    for r in done {
+        if r.run == RunOutcome::Complete {
+            let _ = std::fs::remove_dir_all(scratch.join(&r.kernel));
+        }
+    }
+    // Succeeds only when nothing was kept.
+    let _ = std::fs::remove_dir(scratch);
+}
+
+/// A run in which not one kernel could be obtained (offline with nothing cached, an unreachable
+/// archive) measured nothing: that is an error with its own exit code, not an empty success. A
+/// run where only some kernels are unavailable succeeds; their cells say why.
+fn nothing_unavailable_everywhere(done: &[KernelResult]) -> Result<()> {
+    let reasons: Vec<String> = done
+        .iter()
+        .map(|r| match &r.run {
+            RunOutcome::Unavailable { reason } => Some(format!("{}: {reason}", r.kernel)),
+            _ => None,
+        })
+        .collect::<Option<_>>()
+        .unwrap_or_default();
+    if reasons.is_empty() {
+        return Ok(());
+    }
+    Err(ExitKind::Unavailable
+        .wrap(format!(
+            "no kernel of this run could be obtained:\n  {}",
+            reasons.join("\n  ")
+        ))
+        .into())
 }
 
 fn one_kernel(spec: &KernelSpec, shared: &Shared<'_>) -> Result<KernelResult> {
@@ -206,7 +269,7 @@ fn judge(
         (_, None, Some(line)) | (_, Some(_), Some(line)) if t.trailer.is_none() => {
             RunOutcome::Panic {
                 line,
-                console_tail: tail,
+                console_tail: transcript::panic_tail(&run.console, 30),
             }
         }
         (_, None, _) => RunOutcome::EarlyCrash { console_tail: tail },

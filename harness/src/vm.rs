@@ -209,6 +209,7 @@ impl Drop for GroupGuard {
     fn drop(&mut self) {
         if let Some(pgid) = self.pgid {
             kill_group(pgid);
+            crate::interrupt::unregister(pgid);
         }
     }
 }
@@ -229,9 +230,8 @@ pub fn run_watched(mut cmd: Command, timeout: Duration) -> Result<(Exit, Duratio
     use std::os::unix::process::{CommandExt, ExitStatusExt};
     cmd.process_group(0);
     let started = Instant::now();
-    let mut child = cmd.spawn()?;
+    let mut child = crate::interrupt::spawn_registered(&mut cmd)?;
     let pid = child.id() as i32;
-    crate::interrupt::register(pid);
     let mut guard = GroupGuard { pgid: Some(pid) };
     let exit = loop {
         if let Some(status) = child.try_wait()? {
