@@ -1018,6 +1018,22 @@ claims:
         );
     }
 
+    /// `load` names the file as given, then line and column, then the field.
+    #[test]
+    fn load_names_the_file_line_column_and_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("claims.yaml");
+        std::fs::write(&path, GOOD.replacen("fact: set", "fact: [set]", 1)).unwrap();
+        let error = format!("{:#}", load(&path).unwrap_err());
+        let prefix = format!(
+            "{}:20:17: claims[1].check.measured[0].fact: ",
+            path.display()
+        );
+        assert!(error.starts_with(&prefix), "{error}");
+        let missing = format!("{:#}", load(&dir.path().join("absent.yaml")).unwrap_err());
+        assert!(missing.contains("absent.yaml"), "{missing}");
+    }
+
     #[test]
     fn globs() {
         assert!(glob_matches(

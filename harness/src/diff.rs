@@ -244,4 +244,28 @@ mod tests {
             );
         }
     }
+
+    /// Debian 6.1 then 7.2 under one kernel id, as a nightly run would see an upgrade: the
+    /// IPv4-mapped listener cells that stopped sharing a port across users are named, by kernel
+    /// and experiment, with the outcome before and after.
+    #[test]
+    fn debian_upgrade_names_the_mapped_address_change() {
+        let results = fixtures::results();
+        let (Some(old), Some(new)) = (
+            results.iter().find(|k| k.kernel == "deb-6.1"),
+            results.iter().find(|k| k.kernel == "deb-7.2"),
+        ) else {
+            panic!("the fixtures hold deb-6.1 and deb-7.2");
+        };
+        let mut upgraded = new.clone();
+        upgraded.kernel = old.kernel.clone();
+        let d = diff(std::slice::from_ref(old), &[upgraded]);
+        assert!(
+            d.releases.iter().any(|r| r.kernel == "deb-6.1"),
+            "the release changed"
+        );
+        let line = "deb-6.1 :: bind.tcp.mapped-any+mapped-lo.listening.a-ra-rp.b-ra-rp.other-uid: b_bind ok -> EADDRINUSE";
+        assert!(d.to_string().contains(line), "{d}");
+        assert!(!d.is_empty());
+    }
 }
