@@ -992,13 +992,13 @@ claims:
         }
     }
 
-    /// The documents live beside the repository (`../shared/seeds` from the workspace root, or
-    /// `$SEEDS_DIR`); every quote must be an exact substring of its document.
+    /// The documents are kept in `docs/sources/` (or `$SEEDS_DIR`); every quote must be an exact
+    /// substring of its document.
     #[test]
     fn every_quote_is_exact() {
         let dir = std::env::var_os("SEEDS_DIR")
             .map(PathBuf::from)
-            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/seeds"));
+            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/sources"));
         let (_, claims) = repository_claims();
         let mut wrong = Vec::new();
         for doc in Document::ALL {
