@@ -5,7 +5,9 @@
 //!
 //! Spawning and registering a process group happen under the same lock the handler takes, and the
 //! handler marks the run interrupted before it lets go: so no child can start between the handler
-//! collecting the groups and the process exiting, and none outlives the harness.
+//! collecting the groups and the process exiting, and none outlives the harness. A job whose child
+//! the handler killed blocks in [`unregister`] until the exit, so it never stores a result that
+//! the interrupt cut short: a kernel is either finished on disk or absent.
 
 use std::process::{Child, Command};
 use std::sync::{Mutex, MutexGuard};

@@ -470,6 +470,99 @@ fn sigint_mid_matrix_keeps_finished_kernels_kills_qemu_exits_130_and_resume_fini
     );
 }
 
+/// Processes whose parent is `ppid`, with their process group and state, from /proc.
+fn children_of(ppid: u32) -> Vec<(u32, u32, char)> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        if let Some((_, parent, pgrp, state)) = stat(pid) {
+            if parent == ppid {
+                found.push((pid, pgrp, state));
+            }
+        }
+    }
+    found
+}
+
+/// (pid, ppid, pgrp, state) of a live process.
+fn stat(pid: u32) -> Option<(u32, u32, u32, char)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name is in parentheses and may hold spaces; the fields after it are plain.
+    let rest = &text[text.rfind(')')? + 2..];
+    let mut fields = rest.split(' ');
+    let state = fields.next()?.chars().next()?;
+    let ppid = fields.next()?.parse().ok()?;
+    let pgrp = fields.next()?.parse().ok()?;
+    Some((pid, ppid, pgrp, state))
+}
+
+/// Live (not zombie) processes in process group `pgrp`.
+fn live_in_group(pgrp: u32) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_string_lossy().parse::<u32>().ok())
+        .filter_map(stat)
+        .filter(|&(_, _, g, state)| g == pgrp && state != 'Z')
+        .map(|(pid, ..)| pid)
+        .collect()
+}
+
+#[test]
+fn sigterm_during_the_host_row_kills_the_guest_group_and_exits_143() {
+    if skip_boots() {
+        return;
+    }
+    let _slot = boot_slot();
+    let dir = scratch("sigterm");
+    let kernels = dir.join("kernels.yaml");
+    std::fs::write(
+        &kernels,
+        "kernels:\n  - id: host\n    source: { host: {} }\ngroups:\n  default: [host]\n",
+    )
+    .unwrap();
+    // The whole catalogue keeps the host-row guest and its workers busy for many seconds.
+    let mut child = run_cmd(&dir, &kernels, &["--kernel", "host"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let guest_group = loop {
+        assert!(
+            Instant::now() < deadline,
+            "the host-row guest never started"
+        );
+        assert!(child.try_wait().unwrap().is_none(), "harness ended early");
+        // The guest leads its own process group; its workers are in it.
+        if let Some(&(pid, _, _)) = children_of(child.id())
+            .iter()
+            .find(|&&(pid, pgrp, _)| pgrp == pid && !children_of(pid).is_empty())
+        {
+            break pid;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(!live_in_group(guest_group).is_empty());
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    eprintln!("{stderr}");
+    assert_eq!(out.status.code(), Some(143), "{stderr}");
+    assert!(stderr.contains("1 process group(s) killed"), "{stderr}");
+    let left = live_in_group(guest_group);
+    assert!(
+        left.is_empty(),
+        "guest processes outlived the harness: {left:?}"
+    );
+    assert!(!dir.join("results").join("host.json").exists());
+}
+
 #[test]
 fn two_runs_at_once_on_one_cache_and_results_directory_both_complete_intact() {
     if skip_boots() {
