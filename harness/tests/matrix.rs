@@ -499,20 +499,31 @@ fn session_dir() -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|| root().join("target"))
         .join("matrix");
-    if let Some(run) = std::env::var_os("NEXTEST_RUN_ID") {
-        return base.join(format!("nextest-{}", run.to_string_lossy()));
-    }
+    // Leftovers: private directories of processes that are gone, nextest runs over a day old.
     if let Ok(entries) = std::fs::read_dir(&base) {
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            if let Some(pid) = name.strip_prefix("pid-") {
-                if !Path::new("/proc").join(pid).exists() {
-                    let _ = std::fs::remove_dir_all(entry.path());
+            let stale = match name.strip_prefix("pid-") {
+                Some(pid) => !Path::new("/proc").join(pid).exists(),
+                None => {
+                    name.starts_with("nextest-")
+                        && entry
+                            .metadata()
+                            .and_then(|m| m.modified())
+                            .ok()
+                            .and_then(|t| t.elapsed().ok())
+                            .is_some_and(|age| age > Duration::from_secs(24 * 3600))
                 }
+            };
+            if stale {
+                let _ = std::fs::remove_dir_all(entry.path());
             }
         }
     }
-    base.join(format!("pid-{}", std::process::id()))
+    match std::env::var_os("NEXTEST_RUN_ID") {
+        Some(run) => base.join(format!("nextest-{}", run.to_string_lossy())),
+        None => base.join(format!("pid-{}", std::process::id())),
+    }
 }
 
 /// The trials' inputs: kernel ids, claims, experiment ids.
