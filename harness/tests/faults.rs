@@ -907,6 +907,11 @@ fn malformed_kernels_yaml_exits_2_naming_file_line_column() {
             good.replacen("default: [a, b]", "default: [a, c]", 1),
             "c]",
         ),
+        (
+            "id as a path",
+            good.replacen("id: b", "id: ../b", 1),
+            "../b",
+        ),
     ];
     for (what, text, needle) in cases {
         assert_ne!(text, good, "{what}: the fault was not injected");
