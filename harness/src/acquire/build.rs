@@ -1413,4 +1413,48 @@ mod tests {
             "{reason}"
         );
     }
+
+    /// A tree whose make targets are tiny: configuration writes every required option, and
+    /// `bzImage` runs the real compiler on a file with a syntax error.
+    const FAILING_MAKEFILE: &str = "VERSION = 3\nPATCHLEVEL = 9\nSUBLEVEL = 0\n\
+allnoconfig:\n\tfor o in $(OPTIONS); do echo \"$$o=y\"; done > $(O)/.config\n\
+olddefconfig:\n\t@true\n\
+bzImage:\n\t$(CC) -c $(CURDIR)/broken.c -o $(O)/broken.o\n";
+
+    #[test]
+    fn a_failed_build_is_unavailable_with_the_compilers_own_error() {
+        let root = tempfile::tempdir().unwrap();
+        let fragment = root.path().join("images/config/minimal.config");
+        fs::create_dir_all(fragment.parent().unwrap()).unwrap();
+        fs::write(&fragment, "CONFIG_64BIT=y\n").unwrap();
+        let ctx = context_at(root.path());
+        let options = REQUIRED_OPTIONS.join(" ");
+        let makefile = format!("OPTIONS = {options}\n{FAILING_MAKEFILE}");
+        let dir = tree(&[
+            ("Makefile", &makefile),
+            ("broken.c", "int main(void) { return 0 }\n"),
+        ]);
+        let spec = spec_of(BuildSource::Dir(dir.path().to_owned()));
+        let Acquisition::Unavailable { reason } = crate::acquire::acquire(&spec, &ctx).unwrap()
+        else {
+            panic!("a broken tree built")
+        };
+        let first = reason.lines().next().unwrap();
+        assert!(
+            first.starts_with(
+                "building linux 3.9.0 failed (make bzImage: exit status: 2); full log: "
+            ),
+            "{reason}"
+        );
+        assert!(
+            reason.contains("broken.c:1:26: error: expected ';' before '}' token"),
+            "{reason}"
+        );
+        let log = first.rsplit("full log: ").next().unwrap();
+        let log = fs::read_to_string(log).unwrap();
+        assert!(
+            log.contains("CC=gcc -fno-pie -no-pie -std=gnu89"),
+            "the 3.x compatibility flags reached make: {log}"
+        );
+    }
 }
