@@ -155,7 +155,7 @@ pub fn main(args: &BisectArgs, kernels_yaml: &Path, offline: bool) -> Result<Exi
         .boot
         .out
         .clone()
-        .unwrap_or_else(|| PathBuf::from("bisect"));
+        .unwrap_or_else(|| PathBuf::from("results/bisect"));
     std::fs::create_dir_all(&out)
         .map_err(|e| anyhow::anyhow!(e).context(format!("creating {}", out.display())))?;
     let span = bad - good + 1;

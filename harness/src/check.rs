@@ -47,8 +47,8 @@ pub struct CheckArgs {
 /// How kernels are booted by `check` and `bisect`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct BootArgs {
-    /// Where results/<kernel>.json go (default: a temporary directory for `check`, `bisect` for
-    /// `bisect`).
+    /// Where each boot's <kernel>.json goes (default: a temporary directory for `check`,
+    /// `results/bisect` for `bisect`).
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Accelerator: auto probes KVM (bounded) and falls back to TCG.
