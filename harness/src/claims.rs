@@ -737,6 +737,9 @@ pub fn fact_kind(experiment: &Experiment, fact: &str) -> Result<FactKind, String
             &[
                 ("sizes", Counts),
                 ("ns_per_flow", Numbers),
+                ("samples", Counts),
+                ("failed", Counts),
+                ("unmeasured", Counts),
                 ("bind", Outcomes),
             ],
             vec![],

@@ -42,18 +42,39 @@ pub fn run(cell: &LookupCostCell, lab: &Lab) -> Measured {
         Ok(t) => t,
         Err(error) => return facts.ended(wire::Status::Failed { error }),
     };
+    // A size that got no sample has no median, and JSON has no NaN: such a size leaves `sizes`
+    // and every per-size fact together (keeping them aligned) and is named in `unmeasured`.
+    let unmeasured: Vec<u64> = sizes
+        .iter()
+        .zip(&timings)
+        .filter(|(_, t)| t.samples.is_empty())
+        .map(|(&s, _)| s)
+        .collect();
+    if !unmeasured.is_empty() {
+        let measured: Vec<u64> = sizes
+            .iter()
+            .copied()
+            .filter(|s| !unmeasured.contains(s))
+            .collect();
+        facts.set("sizes", Fact::Counts(measured));
+        facts.set("unmeasured", Fact::Counts(unmeasured));
+    }
     facts.set(
         "ns_per_flow",
-        Fact::Numbers(timings.iter().map(|t| median(&t.samples)).collect()),
+        Fact::Numbers(
+            timings
+                .iter()
+                .filter(|t| !t.samples.is_empty())
+                .map(|t| median(&t.samples))
+                .collect(),
+        ),
     );
+    let timed = || timings.iter().filter(|t| !t.samples.is_empty());
     facts.set(
         "samples",
-        Fact::Counts(timings.iter().map(|t| t.samples.len() as u64).collect()),
+        Fact::Counts(timed().map(|t| t.samples.len() as u64).collect()),
     );
-    facts.set(
-        "failed",
-        Fact::Counts(timings.iter().map(|t| t.failed).collect()),
-    );
+    facts.set("failed", Fact::Counts(timed().map(|t| t.failed).collect()));
     if sizes.len() < 2 {
         return facts.ended(wire::Status::Unsupported {
             reason: format!("only groups of {sizes:?} could be built"),

@@ -26,8 +26,10 @@
 //! sizes whose every member is bound, and listening for TCP: a failed SO_REUSEPORT on a group of 1
 //! still builds it), `ns_per_flow` (Numbers: median nanoseconds per timed call, one per built
 //! size), `samples` (Counts: timed calls that succeeded, per built size), `failed` (Counts: per
-//! built size, timed calls that failed plus flows no member received). Fewer than two built sizes
-//! end the experiment as `unsupported`.
+//! built size, timed calls that failed plus flows no member received). A built size whose every
+//! timed call failed has no median: it is dropped from `sizes` and from every per-size fact, and
+//! listed in `unmeasured` (Counts). Fewer than two built sizes end the experiment as
+//! `unsupported`.
 
 use serde::{Deserialize, Serialize};
 
