@@ -989,8 +989,8 @@ fn run_make(args: &[String], label: &str, log: &Arc<Mutex<fs::File>>) -> Result<
         let mut file = log.lock().expect("log lock");
         writeln!(file, "$ make {}", args.join(" ")).context("writing the build log")?;
     }
-    let mut child = Command::new("make")
-        .args(args)
+    let mut cmd = Command::new("make");
+    cmd.args(args)
         .env("LC_ALL", "C")
         // Settings from the caller's environment that would change what gets built.
         .env_remove("KBUILD_OUTPUT")
@@ -1001,9 +1001,11 @@ fn run_make(args: &[String], label: &str, log: &Arc<Mutex<fs::File>>) -> Result<
         .env_remove("MAKEFLAGS")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("running make")?;
+        .stderr(Stdio::piped());
+    // A group of its own, registered with the interrupt handler: a harness stopped by SIGINT or
+    // SIGTERM (a CI timeout) takes `make -j` and every compiler under it down too.
+    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+    let mut child = crate::interrupt::spawn_registered(&mut cmd).context("running make")?;
     let shared = Arc::new(Mutex::new((
         Vec::<String>::new(),
         std::collections::VecDeque::<String>::new(),
@@ -1043,7 +1045,9 @@ fn run_make(args: &[String], label: &str, log: &Arc<Mutex<fs::File>>) -> Result<
         })
     })
     .collect();
-    let status = child.wait().context("waiting for make")?;
+    let status = child.wait().context("waiting for make");
+    crate::interrupt::unregister(child.id() as i32);
+    let status = status?;
     for reader in readers {
         let _ = reader.join();
     }
