@@ -1,8 +1,8 @@
 //! `harness bisect`, `harness check` and `harness build-kernel` for real: Debian kernels booted
 //! under QEMU, on the experiment whose outcome really changes between them
 //! (`steer.incoming-cpu.udp`: 5.10 steers part of the flows to the socket of the receiving CPU,
-//! 6.1 and later steer all of them), a file of random bytes as an image that cannot boot, and a
-//! directory that is not a kernel tree.
+//! 6.1 and later steer all of them), random bytes as images that cannot boot (refused before
+//! QEMU, and loaded by QEMU behind a real boot header), and a directory that is not a kernel tree.
 //!
 //! The booting tests take a lock so this binary never runs more than one QEMU at a time.
 //! `RPH_SKIP_BOOT=1` skips them for a quick inner loop; CI never sets it.
@@ -47,6 +47,19 @@ fn harness(args: &[&str]) -> Output {
         String::from_utf8_lossy(&out.stderr)
     );
     out
+}
+
+/// Deterministic noise (xorshift), so a failure reproduces.
+fn random_bytes(n: usize) -> Vec<u8> {
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    (0..n)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect()
 }
 
 fn stdout(o: &Output) -> String {
@@ -176,15 +189,7 @@ fn check_exits_0_when_the_outcome_is_the_expected_one_and_1_when_not() {
 fn check_exits_125_for_an_image_that_cannot_boot() {
     let dir = tempfile::tempdir().unwrap();
     let image = dir.path().join("bzImage");
-    let mut bytes = vec![0u8; 1 << 20];
-    let mut state = 0x2545_f491_4f6c_dd1du64;
-    for b in bytes.iter_mut() {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        *b = state as u8;
-    }
-    std::fs::write(&image, &bytes).unwrap();
+    std::fs::write(&image, random_bytes(1 << 20)).unwrap();
     let o = harness(&[
         "check",
         "--kernel",
@@ -202,6 +207,39 @@ fn check_exits_125_for_an_image_that_cannot_boot() {
     );
     assert!(
         stdout(&o).contains("is not an x86 kernel image"),
+        "{}",
+        stdout(&o)
+    );
+}
+
+#[test]
+fn check_exits_125_when_qemu_loads_an_image_that_never_boots() {
+    if skip() {
+        return;
+    }
+    // Random bytes behind a real boot header: the harness's own check lets it through, QEMU loads
+    // it and executes garbage, the guest never speaks, the watchdog ends it.
+    let dir = tempfile::tempdir().unwrap();
+    let image = dir.path().join("bzImage");
+    let mut bytes = random_bytes(600 * 1024);
+    bytes[0x1f1] = 4; // setup sectors
+    bytes[0x202..0x206].copy_from_slice(b"HdrS");
+    bytes[0x206..0x208].copy_from_slice(&0x020fu16.to_le_bytes()); // boot protocol 2.15
+    std::fs::write(&image, &bytes).unwrap();
+    let o = harness(&[
+        "check",
+        "--kernel",
+        image.to_str().unwrap(),
+        "--experiment",
+        EXPERIMENT,
+        "--expect",
+        "steering=all steered",
+        "--timeout",
+        "15",
+    ]);
+    assert_eq!(o.status.code(), Some(125));
+    assert!(
+        stdout(&o).contains("skip: boot timed out after 15 s"),
         "{}",
         stdout(&o)
     );
