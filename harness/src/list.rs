@@ -41,6 +41,20 @@ pub struct ListArgs {
 }
 
 pub fn main(args: &ListArgs, kernels_yaml: &Path, claims_yaml: &Path) -> Result<ExitCode> {
+    match list(args, kernels_yaml, claims_yaml) {
+        // `harness list | head` closes the pipe early: that is the reader's choice, not an error.
+        Err(e)
+            if e.downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe) =>
+        {
+            Ok(ExitCode::SUCCESS)
+        }
+        other => other,
+    }
+}
+
+fn list(args: &ListArgs, kernels_yaml: &Path, claims_yaml: &Path) -> Result<ExitCode> {
+    let mut stdout = std::io::stdout().lock();
     let json = args.json || args.github_output.is_some();
     let line = if args.what == ListWhat::Claims {
         let claims =
@@ -60,11 +74,12 @@ pub fn main(args: &ListArgs, kernels_yaml: &Path, claims_yaml: &Path) -> Result<
             .collect();
         if !json {
             for row in &rows {
-                println!(
+                writeln!(
+                    stdout,
                     "{:<56} {}",
                     row["claim"].as_str().unwrap_or_default(),
                     row["scope"].as_str().unwrap_or_default()
-                );
+                )?;
             }
             return Ok(ExitCode::SUCCESS);
         }
@@ -79,12 +94,13 @@ pub fn main(args: &ListArgs, kernels_yaml: &Path, claims_yaml: &Path) -> Result<
         };
         if !json {
             for k in kernels {
-                println!(
+                writeln!(
+                    stdout,
                     "{:<10} {:<6} {}",
                     k.id,
                     k.version.as_deref().unwrap_or("-"),
                     k.source.kind()
-                );
+                )?;
             }
             return Ok(ExitCode::SUCCESS);
         }
@@ -94,7 +110,7 @@ pub fn main(args: &ListArgs, kernels_yaml: &Path, claims_yaml: &Path) -> Result<
             .collect();
         serde_json::to_string(&rows)?
     };
-    println!("{line}");
+    writeln!(stdout, "{line}")?;
     if let Some(name) = &args.github_output {
         let Some(file) = std::env::var_os("GITHUB_OUTPUT") else {
             return Err(ExitKind::Usage
