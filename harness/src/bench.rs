@@ -258,9 +258,10 @@ fn link_into(from: &Path, to: &Path, entries: &[&str]) -> Result<()> {
     Ok(())
 }
 
-/// Names, sizes and modification times of every file under the cache, except the lock files and
-/// the short-lived package indexes' freshness stamps, which a warm run may touch.
-fn snapshot(root: &Path) -> Vec<(PathBuf, u64, Option<std::time::SystemTime>)> {
+/// What a warm run must not change: every file under the cache by name and size, and index
+/// entries by content. Modification times are left out on purpose: reading an entry marks its
+/// last use (for `harness images prune`), which is neither a download nor a rebuild.
+fn snapshot(root: &Path) -> Vec<(PathBuf, u64, Vec<u8>)> {
     let mut out = Vec::new();
     let mut stack = vec![root.to_path_buf()];
     while let Some(dir) = stack.pop() {
@@ -273,7 +274,12 @@ fn snapshot(root: &Path) -> Vec<(PathBuf, u64, Option<std::time::SystemTime>)> {
             if meta.is_dir() {
                 stack.push(path);
             } else if !path.to_string_lossy().ends_with(".lock") {
-                out.push((path, meta.len(), meta.modified().ok()));
+                let content = if path.extension().is_some_and(|e| e == "json") {
+                    std::fs::read(&path).unwrap_or_default()
+                } else {
+                    Vec::new()
+                };
+                out.push((path, meta.len(), content));
             }
         }
     }

@@ -154,12 +154,11 @@ fn record_kernel(id: &str, image: &KernelImage, ctx: &AcquireContext) -> Result<
         .filter(|sha| ctx.cache.blob_path(sha).exists())
         .cloned()
         .collect();
-    ctx.cache.put_entry(
-        &format!("kernel:{id}"),
-        &blob,
-        inputs,
-        image.provenance.clone(),
-    )?;
+    // How old the package index was is a fact of this run, not of the image.
+    let mut meta = image.provenance.clone();
+    meta.remove("index_age_s");
+    ctx.cache
+        .put_entry(&format!("kernel:{id}"), &blob, inputs, meta)?;
     Ok(())
 }
 
