@@ -54,7 +54,7 @@ pub fn run(selection: &[String], channel: &mut Channel, pid1: bool) -> std::io::
         guest_version: env!("CARGO_PKG_VERSION").to_string(),
     }))?;
 
-    let lab = Lab::new(channel.raw_fd(), pid1);
+    let lab = Lab::new(channel.raw_fd());
     let mut next = 0;
     while next < plan.len() {
         if let Some(record) = in_parent(&plan[next], pid1) {

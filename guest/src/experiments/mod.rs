@@ -89,20 +89,18 @@ pub struct Lab {
     /// Which worker slot this process is; keeps concurrent workers' peers on distinct ports.
     pub slot: std::cell::Cell<u16>,
     pub channel_fd: RawFd,
-    pub pid1: bool,
     peer4: OnceCell<Peer>,
     peer6: OnceCell<Peer>,
 }
 
 impl Lab {
-    pub fn new(channel_fd: RawFd, pid1: bool) -> Lab {
+    pub fn new(channel_fd: RawFd) -> Lab {
         let shared = shared_page();
         Lab {
             next_port: &shared[0],
             next_claim: &shared[16],
             slot: std::cell::Cell::new(0),
             channel_fd,
-            pid1,
             peer4: OnceCell::new(),
             peer6: OnceCell::new(),
         }
@@ -112,11 +110,6 @@ impl Lab {
     pub fn port(&self) -> u16 {
         let n = self.next_port.fetch_add(1, Ordering::Relaxed);
         (FIRST_PORT + n % (LAST_PORT - FIRST_PORT + 1)) as u16
-    }
-
-    /// `count` consecutive fresh ports.
-    pub fn ports(&self, count: u32) -> Vec<u16> {
-        (0..count).map(|_| self.port()).collect()
     }
 
     /// The loopback listener of `family`, created on first use in this worker.
