@@ -258,12 +258,13 @@ fn link_into(from: &Path, to: &Path, entries: &[&str]) -> Result<()> {
     Ok(())
 }
 
-/// What a warm run must not change: every file under the cache by name and size, and index
-/// entries by content. Modification times are left out on purpose: reading an entry marks its
-/// last use (for `harness images prune`), which is neither a download nor a rebuild.
+/// What a warm run must not change: the cached blobs, initramfs archives and index entries, by
+/// name and size, and index entries by content. Modification times are left out on purpose:
+/// reading an entry marks its last use (for `harness images prune`), which is neither a download
+/// nor a rebuild. Build directories and logs are scratch space another run may be using.
 fn snapshot(root: &Path) -> Vec<(PathBuf, u64, Vec<u8>)> {
     let mut out = Vec::new();
-    let mut stack = vec![root.to_path_buf()];
+    let mut stack: Vec<PathBuf> = ["sha256", "index", "initramfs"].iter().map(|d| root.join(d)).collect();
     while let Some(dir) = stack.pop() {
         let Ok(entries) = std::fs::read_dir(&dir) else {
             continue;
