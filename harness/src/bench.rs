@@ -137,7 +137,7 @@ fn one(spec: &KernelSpec, opts: &BenchOptions) -> Result<Row> {
     let kernels = [spec];
     let cache_root = crate::cache::default_root(&opts.repo_root);
     // Warm: run until a run leaves the cache untouched (the first may still fill it).
-    let mut attempt_warm = || -> Result<(Duration, bool, crate::results::KernelResult)> {
+    let attempt_warm = || -> Result<(Duration, bool, crate::results::KernelResult)> {
         let before = snapshot(&cache_root);
         let ctx = AcquireContext::new(&opts.repo_root, false)?;
         let started = Instant::now();
@@ -264,7 +264,10 @@ fn link_into(from: &Path, to: &Path, entries: &[&str]) -> Result<()> {
 /// nor a rebuild. Build directories and logs are scratch space another run may be using.
 fn snapshot(root: &Path) -> Vec<(PathBuf, u64, Vec<u8>)> {
     let mut out = Vec::new();
-    let mut stack: Vec<PathBuf> = ["sha256", "index", "initramfs"].iter().map(|d| root.join(d)).collect();
+    let mut stack: Vec<PathBuf> = ["sha256", "index", "initramfs"]
+        .iter()
+        .map(|d| root.join(d))
+        .collect();
     while let Some(dir) = stack.pop() {
         let Ok(entries) = std::fs::read_dir(&dir) else {
             continue;

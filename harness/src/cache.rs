@@ -265,6 +265,7 @@ impl Cache {
             .with_context(|| format!("storing {} in the cache", source.display()))
     }
 
+    #[cfg(test)]
     pub fn insert_bytes(&self, bytes: &[u8]) -> Result<Blob> {
         self.insert_reader(&mut &bytes[..])
     }

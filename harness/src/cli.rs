@@ -48,6 +48,24 @@ enum Command {
     /// Every outcome that changed between two result directories (the nightly regression view).
     /// Exits 1 when anything changed.
     Diff { old: PathBuf, new: PathBuf },
+    /// The image cache (`images/cache/`): list what is cached, re-hash every blob, or prune what no
+    /// kernel of kernels.yaml uses and nothing used for 30 days.
+    Images {
+        #[arg(value_parser = ["list", "verify", "prune"], default_value = "list")]
+        action: String,
+    },
+    /// Time the harness against a bare QEMU boot of the same image (floor), cold against warm.
+    Bench {
+        /// Kernels to measure (default: the `debian` group).
+        #[arg(long = "kernel")]
+        kernel: Vec<String>,
+        /// Skip the cold runs, which download every image again.
+        #[arg(long)]
+        warm_only: bool,
+        /// Where the benchmark's own results and logs go.
+        #[arg(long, default_value = "target/bench")]
+        scratch: PathBuf,
+    },
     /// Print the kernel matrix (ids, versions, sources), for people or (--json) a CI engine.
     List(crate::list::ListArgs),
     /// Find the first kernel, in an ordered list of kernels, where one experiment's outcome differs
@@ -158,7 +176,9 @@ pub fn main() -> Result<ExitCode> {
                 let changes = crate::diff::diff(&old, &results);
                 if !changes.is_empty() {
                     eprintln!("{changes}");
-                    return Err(ExitKind::Failed.wrap("outcomes changed against the baseline (listed above)").into());
+                    return Err(ExitKind::Failed
+                        .wrap("outcomes changed against the baseline (listed above)")
+                        .into());
                 }
                 eprintln!("harness: no outcome changed against the baseline");
             }
@@ -166,7 +186,8 @@ pub fn main() -> Result<ExitCode> {
         }
         Command::Report { dirs, out } => {
             let claims = load_claims(&cli.claims)?;
-            let mut merged: std::collections::BTreeMap<String, crate::results::KernelResult> = Default::default();
+            let mut merged: std::collections::BTreeMap<String, crate::results::KernelResult> =
+                Default::default();
             for dir in &dirs {
                 for r in load_results(dir)? {
                     merged.insert(r.kernel.clone(), r);
@@ -176,10 +197,62 @@ pub fn main() -> Result<ExitCode> {
             write_report(&claims, &results, &out)?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Images { action } => {
+            let root = crate::cache::default_root(&crate::guest_binary::workspace_root());
+            match action.as_str() {
+                "verify" => {
+                    let (text, clean) = crate::cache::verify_command(&root)?;
+                    println!("{text}");
+                    Ok(if clean {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::from(ExitKind::Failed as u8)
+                    })
+                }
+                "prune" => {
+                    let ids = load()?.kernels.iter().map(|k| k.id.clone()).collect();
+                    println!(
+                        "{}",
+                        crate::cache::prune_command(&root, &ids, crate::cache::DEFAULT_PRUNE_AGE)?
+                    );
+                    Ok(ExitCode::SUCCESS)
+                }
+                _ => {
+                    println!("{}", crate::cache::list_command(&root)?);
+                    Ok(ExitCode::SUCCESS)
+                }
+            }
+        }
+        Command::Bench {
+            kernel,
+            warm_only,
+            scratch,
+        } => {
+            let m = load()?;
+            let kernels = if kernel.is_empty() {
+                m.group("debian")
+            } else {
+                m.select(&kernel)
+            }
+            .map_err(|e| ExitKind::Usage.wrap(format!("{e:#}")))?;
+            crate::prereq::ensure_qemu()?;
+            let opts = crate::bench::BenchOptions {
+                repo_root: crate::guest_binary::workspace_root(),
+                scratch,
+                accel: AccelChoice::Auto,
+                warm_only,
+            };
+            crate::bench::bench(&kernels, &opts)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Diff { old, new } => {
             let changes = crate::diff::diff(&load_results(&old)?, &load_results(&new)?);
             println!("{changes}");
-            Ok(if changes.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(ExitKind::Failed as u8) })
+            Ok(if changes.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(ExitKind::Failed as u8)
+            })
         }
     }
 }
@@ -189,9 +262,12 @@ fn load_claims(path: &std::path::Path) -> Result<crate::claims::ClaimSet> {
 }
 
 fn load_results(dir: &std::path::Path) -> Result<Vec<crate::results::KernelResult>> {
-    let results = crate::results::load_dir(dir).map_err(|e| ExitKind::Usage.wrap(format!("{e:#}")))?;
+    let results =
+        crate::results::load_dir(dir).map_err(|e| ExitKind::Usage.wrap(format!("{e:#}")))?;
     if results.is_empty() {
-        return Err(ExitKind::Usage.wrap(format!("no results in {}", dir.display())).into());
+        return Err(ExitKind::Usage
+            .wrap(format!("no results in {}", dir.display()))
+            .into());
     }
     Ok(results)
 }
@@ -207,7 +283,11 @@ fn write_report(
     let paths = crate::report::write_all(out, &evaluation, &evolution, results)?;
     eprintln!(
         "harness: report: {}",
-        paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+        paths
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     Ok(())
 }

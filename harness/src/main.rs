@@ -2,6 +2,7 @@
 //! compatibility report. See ARCHITECTURE.md for the map.
 
 mod acquire;
+mod bench;
 mod bisect;
 mod cache;
 #[cfg(test)]

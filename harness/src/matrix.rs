@@ -191,6 +191,7 @@ impl VersionKey {
 }
 
 impl KernelSpec {
+    #[cfg(test)]
     /// Sorts `3.8 < 3.9 < 4.4 < … < 7.2`, then kernels without a version (the host), then by id.
     pub fn version_key(&self) -> (VersionKey, &str) {
         (VersionKey::parse(self.version.as_deref()), &self.id)
@@ -203,11 +204,7 @@ impl KernelSpec {
 
 /// Reads, parses and validates a kernels.yaml.
 pub fn load(path: &Path) -> Result<Matrix> {
-    let name = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| YamlError::Read {
-        name: name.clone(),
-        source,
-    })?;
+    let (text, name) = crate::yaml::read_named(path)?;
     Ok(parse(&text, &name)?)
 }
 

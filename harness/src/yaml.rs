@@ -53,23 +53,16 @@ impl YamlError {
             message: message.into(),
         }
     }
-
-    pub fn location(&self) -> Option<Location> {
-        match self {
-            YamlError::Read { .. } => None,
-            YamlError::Invalid { location, .. } => *location,
-        }
-    }
 }
 
-/// Reads and parses `path`; errors name the path as given.
-pub fn from_path<T: DeserializeOwned>(path: &Path) -> Result<T, YamlError> {
+/// Reads `path` for [`from_str_named`]: its text, and its name as errors will show it.
+pub fn read_named(path: &Path) -> Result<(String, String), YamlError> {
     let name = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|source| YamlError::Read {
         name: name.clone(),
         source,
     })?;
-    from_str_named(&text, &name)
+    Ok((text, name))
 }
 
 /// Parses `text`; `name` (usually the file name) starts every error message.
@@ -304,7 +297,7 @@ mod tests {
 
     #[test]
     fn missing_file_names_the_path() {
-        let error = from_path::<Sample>(Path::new("/nonexistent/k.yaml")).unwrap_err();
+        let error = read_named(Path::new("/nonexistent/k.yaml")).unwrap_err();
         assert!(
             error.to_string().starts_with("/nonexistent/k.yaml: "),
             "{error}"

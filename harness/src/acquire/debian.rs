@@ -236,6 +236,7 @@ pub fn compare_versions(a: &str, b: &str) -> std::cmp::Ordering {
         .then_with(|| part(ra.as_bytes(), rb.as_bytes()))
 }
 
+#[cfg(test)]
 /// The suite's Packages index: cached within [`INDEX_TTL`], else fetched; a stale copy when the
 /// archive cannot be reached. `Ok(Err(reason))` when there is neither.
 pub fn package_index(
