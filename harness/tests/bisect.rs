@@ -7,27 +7,14 @@
 //! The booting tests take a lock so this binary never runs more than one QEMU at a time.
 //! `RPH_SKIP_BOOT=1` skips them for a quick inner loop; CI never sets it.
 
-use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::Mutex;
 use std::time::Instant;
 
+mod workspace;
+use workspace::{root, skip_boots};
+
 const EXPERIMENT: &str = "steer.incoming-cpu.udp";
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-fn skip() -> bool {
-    if std::env::var_os("RPH_SKIP_BOOT").is_some() {
-        eprintln!("RPH_SKIP_BOOT is set: not booting kernels");
-        return true;
-    }
-    false
-}
 
 static ONE_QEMU: Mutex<()> = Mutex::new(());
 
@@ -68,7 +55,7 @@ fn stdout(o: &Output) -> String {
 
 #[test]
 fn bisection_over_debian_kernels_names_the_first_that_steers_every_flow() {
-    if skip() {
+    if skip_boots() {
         return;
     }
     let out = tempfile::tempdir().unwrap();
@@ -115,7 +102,7 @@ fn bisection_over_debian_kernels_names_the_first_that_steers_every_flow() {
 
 #[test]
 fn bisection_over_the_matrix_boots_logarithmically_many() {
-    if skip() {
+    if skip_boots() {
         return;
     }
     // The whole matrix in version order: 3.8 … 4.6 (not reachable here, never booted: they lie
@@ -154,7 +141,7 @@ fn bisection_over_the_matrix_boots_logarithmically_many() {
 
 #[test]
 fn check_exits_0_when_the_outcome_is_the_expected_one_and_1_when_not() {
-    if skip() {
+    if skip_boots() {
         return;
     }
     let o = harness(&[
@@ -214,7 +201,7 @@ fn check_exits_125_for_an_image_that_cannot_boot() {
 
 #[test]
 fn check_exits_125_when_qemu_loads_an_image_that_never_boots() {
-    if skip() {
+    if skip_boots() {
         return;
     }
     // Random bytes behind a real boot header: the harness's own check lets it through, QEMU loads

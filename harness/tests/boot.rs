@@ -11,20 +11,8 @@ use std::sync::OnceLock;
 
 use serde_json::Value;
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-fn skip() -> bool {
-    if std::env::var_os("RPH_SKIP_BOOT").is_some() {
-        eprintln!("RPH_SKIP_BOOT is set: not booting kernels");
-        return true;
-    }
-    false
-}
+mod workspace;
+use workspace::{root, skip_boots};
 
 const KERNELS: [&str; 3] = ["deb-6.1", "deb-7.2", "host"];
 
@@ -95,7 +83,7 @@ fn assert_all(kernel: &str, id: &str, fact: &str, expected: &str) {
 
 #[test]
 fn every_kernel_ran_the_whole_catalogue() {
-    if skip() {
+    if skip_boots() {
         return;
     }
     for kernel in KERNELS {
@@ -122,7 +110,7 @@ fn every_kernel_ran_the_whole_catalogue() {
 
 #[test]
 fn debian_kernel_reports_the_release_of_its_package() {
-    if skip() {
+    if skip_boots() {
         return;
     }
     for kernel in ["deb-6.1", "deb-7.2"] {
@@ -158,7 +146,7 @@ fn debian_kernel_reports_the_release_of_its_package() {
 
 #[test]
 fn host_row_reports_the_host_release_from_its_own_namespace() {
-    if skip() {
+    if skip_boots() {
         return;
     }
     let r = result("host");
@@ -180,7 +168,7 @@ fn host_row_reports_the_host_release_from_its_own_namespace() {
 
 #[test]
 fn reuseport_on_both_shares_a_loopback_port() {
-    if skip() {
+    if skip_boots() {
         return;
     }
     for kernel in KERNELS {
@@ -207,7 +195,7 @@ fn reuseport_on_both_shares_a_loopback_port() {
 
 #[test]
 fn a_wildcard_listener_blocks_a_specific_bind_even_with_reuseaddr_on_both() {
-    if skip() {
+    if skip_boots() {
         return;
     }
     for kernel in KERNELS {
@@ -229,7 +217,7 @@ fn a_wildcard_listener_blocks_a_specific_bind_even_with_reuseaddr_on_both() {
 
 #[test]
 fn reuseport_needs_the_same_effective_uid() {
-    if skip() {
+    if skip_boots() {
         return;
     }
     for kernel in KERNELS {
@@ -250,7 +238,7 @@ fn reuseport_needs_the_same_effective_uid() {
 
 #[test]
 fn option_support_on_modern_kernels() {
-    if skip() {
+    if skip_boots() {
         return;
     }
     for kernel in KERNELS {
@@ -272,7 +260,7 @@ fn assert_all_once(kernel: &str, id: &str, fact: &str, expected: &str) {
 
 #[test]
 fn time_wait_is_real_and_reuseaddr_on_both_rebinds_over_it() {
-    if skip() {
+    if skip_boots() {
         return;
     }
     for kernel in KERNELS {
@@ -294,7 +282,7 @@ fn time_wait_is_real_and_reuseaddr_on_both_rebinds_over_it() {
 
 #[test]
 fn the_exact_address_wins_over_the_wildcard() {
-    if skip() {
+    if skip_boots() {
         return;
     }
     for kernel in KERNELS {
@@ -322,7 +310,7 @@ fn the_exact_address_wins_over_the_wildcard() {
 
 #[test]
 fn multicast_with_reuseaddr_delivers_to_every_member() {
-    if skip() {
+    if skip_boots() {
         return;
     }
     for kernel in KERNELS {
@@ -332,7 +320,7 @@ fn multicast_with_reuseaddr_delivers_to_every_member() {
 
 #[test]
 fn reuseport_groups_spread_udp_over_every_member() {
-    if skip() {
+    if skip_boots() {
         return;
     }
     for kernel in KERNELS {
@@ -360,7 +348,7 @@ fn reuseport_groups_spread_udp_over_every_member() {
 
 #[test]
 fn a_crashing_experiment_costs_no_other_experiment_its_result() {
-    if skip() {
+    if skip_boots() {
         return;
     }
     for kernel in ["deb-6.1", "host"] {

@@ -20,20 +20,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-fn skip_boots() -> bool {
-    if std::env::var_os("RPH_SKIP_BOOT").is_some() {
-        eprintln!("RPH_SKIP_BOOT is set: not booting kernels");
-        return true;
-    }
-    false
-}
+mod workspace;
+use workspace::{root, skip_boots};
 
 /// One booting harness at a time, so this file never runs more than two QEMUs at once.
 static BOOTS: Mutex<()> = Mutex::new(());

@@ -34,14 +34,10 @@ use std::time::{Duration, Instant};
 use libtest_mimic::{Arguments, Failed, Trial};
 use serde_json::Value;
 
-const DEFAULT_GROUP: &str = "deb-6.1,host";
+mod workspace;
+use workspace::root;
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
+const DEFAULT_GROUP: &str = "deb-6.1,host";
 
 /// The harness, run from the workspace root, judging `RPH_MATRIX_CLAIMS` when set (default
 /// claims.yaml).

@@ -8,12 +8,8 @@ use std::process::{Command, Output};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
+mod workspace;
+use workspace::root;
 
 /// The matrix test binary, as cargo builds it (`cargo test --no-run` reports its path).
 fn matrix_binary() -> &'static Path {

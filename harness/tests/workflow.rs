@@ -5,17 +5,12 @@
 //! real: the list step against kernels.yaml, the report steps on shards made of recorded results.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_yaml::Value;
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
+mod workspace;
+use workspace::root;
 
 fn workflow() -> Value {
     let path = root().join(".github/workflows/matrix.yml");
