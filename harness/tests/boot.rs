@@ -369,3 +369,45 @@ fn a_crashing_experiment_costs_no_other_experiment_its_result() {
         }
     }
 }
+
+/// The build path end to end: Debian's kernel source, configured with the minimal guest config,
+/// built by the harness (or taken from the cache the build unit test filled), booted, measured.
+#[test]
+fn a_kernel_built_from_debian_source_boots_and_runs_the_guest() {
+    if skip_boots() || std::env::var_os("RPH_SKIP_BUILD").is_some() {
+        return;
+    }
+    let out = root().join("target").join("e2e").join("linux-source");
+    let _ = std::fs::remove_dir_all(&out);
+    let output = Command::new(env!("CARGO_BIN_EXE_harness"))
+        .current_dir(root())
+        .args([
+            "run",
+            "--kernel",
+            "linux-source",
+            "--only",
+            "options,bind.tcp.v4any+v4lo",
+            "--out",
+        ])
+        .arg(&out)
+        .output()
+        .expect("running harness");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "harness run failed: {stderr}");
+    let r: Value =
+        serde_json::from_slice(&std::fs::read(out.join("linux-source.json")).unwrap()).unwrap();
+    assert_eq!(r["run"], "complete", "{stderr}");
+    assert_eq!(r["provenance"]["source"], "build");
+    let release = r["header"]["uname"]["release"].as_str().unwrap();
+    assert_eq!(r["provenance"]["kernel_release"].as_str(), Some(release));
+    assert!(release.starts_with("6.1."), "{release}");
+    assert_eq!(r["header"]["pid1"], true);
+    assert_eq!(
+        outcomes(
+            &r,
+            "bind.tcp.v4any+v4lo.listening.a-ra.b-ra.same-uid",
+            "b_bind"
+        ),
+        ["EADDRINUSE"; 3]
+    );
+}
