@@ -80,9 +80,11 @@ pub fn cmdline(boot: &Boot) -> String {
 
 fn machine_args(boot: &Boot) -> Vec<OsString> {
     let cpu = match boot.accel {
-        // Under TCG the default CPU model made Debian's 6.12 oops during heavy loopback traffic;
-        // `max` ran clean on every kernel from 3.8 on.
-        Accel::Tcg => "max",
+        // Under TCG the default CPU model made Debian's 6.12 oops during heavy loopback traffic,
+        // and `max` with CX16 let SLUB's cmpxchg16b fast path corrupt the heap of 6.12 and 7.2
+        // (panics in __kmalloc with garbage EFLAGS). `max` without CX16 ran clean: SLUB then
+        // takes its locked path, which changes nothing the experiments measure.
+        Accel::Tcg => "max,-cx16",
         Accel::Kvm => "host",
     };
     to_os([
@@ -309,7 +311,7 @@ mod tests {
         let joined = argv.join(" ");
         assert_eq!(
             joined,
-            "-nodefaults -no-user-config -no-reboot -display none -accel tcg -cpu max -smp 2 -m 512 -nic none \
+            "-nodefaults -no-user-config -no-reboot -display none -accel tcg -cpu max,-cx16 -smp 2 -m 512 -nic none \
              -kernel /k/bzImage -initrd /c/init.cpio \
              -append console=ttyS0 panic=-1 loglevel=4 rph.run=bind,options nosmap \
              -serial file:/w/console.log -serial file:/w/records.log"
