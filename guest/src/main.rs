@@ -27,6 +27,7 @@ fn main() -> ExitCode {
     if pid1 && std::env::args().any(|a| a == POWER_OFF_AT_ONCE) {
         return pid1::finish(true, ExitCode::SUCCESS);
     }
+    let started = std::time::Instant::now();
     // PID 1 must mount /proc before it can read its command line.
     let setup = if pid1 {
         pid1::init()
@@ -52,6 +53,8 @@ fn main() -> ExitCode {
             eprintln!("guest: setup: {p}");
         }
     }
+    // On the console, for people reading a boot log and for `harness bench`'s breakdown.
+    eprintln!("guest: set up in {} ms", started.elapsed().as_millis());
     let code = match runner::run(&selection, &mut channel, pid1) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
