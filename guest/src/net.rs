@@ -115,6 +115,17 @@ pub fn as_euid<T>(uid: Option<u32>, f: impl FnOnce() -> T) -> Result<T, String> 
     Ok(value)
 }
 
+/// A plain TCP listener (no reuse option) on `addr`, which an experiment needs as a connection's
+/// other end. `Err` names the call that failed: without it the experiment cannot measure.
+pub fn tcp_listener(addr: SocketAddr) -> Result<Socket, String> {
+    let sock = socket_for(Transport::Tcp, &addr.ip(), false)
+        .map_err(|e| format!("socket for the listener on {addr} = {}", errno_name(&e)))?;
+    bind(&sock, addr.ip(), addr.port())
+        .and_then(|()| sock.listen(16))
+        .map_err(|e| format!("bind+listen {addr} = {}", errno_name(&e)))?;
+    Ok(sock)
+}
+
 /// Listeners on fixed ports below the experiments' range that sockets connect to when an
 /// experiment needs a connected or TIME_WAIT socket: one per worker and family, at this port
 /// minus the worker's slot.

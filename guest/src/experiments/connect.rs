@@ -42,7 +42,7 @@ fn once(cell: &ConnectCell, lab: &Lab, facts: &mut Facts) -> Result<(), String> 
             Destinations::Same => 1,
             Destinations::Different => 2,
         }) {
-            listeners.push(listener(*dest)?);
+            listeners.push(net::tcp_listener(*dest)?);
         }
     }
 
@@ -102,13 +102,4 @@ fn reply(
     let arrivals = probe::collect(Transport::Udp, &watched, Duration::ZERO)?;
     facts.receiver("reply", arrivals.receivers(&watched));
     Ok(())
-}
-
-fn listener(addr: SocketAddr) -> Result<Socket, String> {
-    let sock = net::socket_for(Transport::Tcp, &addr.ip(), false)
-        .map_err(|e| format!("socket for the listener on {addr} = {}", errno_name(&e)))?;
-    net::bind(&sock, addr.ip(), addr.port())
-        .and_then(|()| sock.listen(16))
-        .map_err(|e| format!("bind+listen {addr} = {}", errno_name(&e)))?;
-    Ok(sock)
 }

@@ -108,7 +108,7 @@ fn client_time_wait(
     old_addr: SocketAddr,
     listener_addr: SocketAddr,
 ) -> Result<String, String> {
-    let listener = listener(listener_addr)?;
+    let listener = net::tcp_listener(listener_addr)?;
     if let Err(e) = net::bind(&old, old_addr.ip(), old_addr.port()) {
         return Ok(errno_name(&e));
     }
@@ -148,15 +148,6 @@ fn server_time_wait(
     drop(client);
     drop(old);
     Ok("ok".into())
-}
-
-fn listener(addr: SocketAddr) -> Result<Socket, String> {
-    let sock = net::socket_for(Transport::Tcp, &addr.ip(), false)
-        .map_err(|e| format!("socket for the listener on {addr} = {}", errno_name(&e)))?;
-    net::bind(&sock, addr.ip(), addr.port())
-        .and_then(|()| sock.listen(16))
-        .map_err(|e| format!("bind+listen {addr} = {}", errno_name(&e)))?;
-    Ok(sock)
 }
 
 /// Accepts the one connection a client just made, waiting at most [`CONNECT_TIMEOUT`].
