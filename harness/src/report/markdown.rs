@@ -327,55 +327,29 @@ pub fn render(
         "Chi-square test of uniformity per group (even when p ≥ 0.001), spread = busiest / idlest member, \
          sticky = every re-sent 4-tuple reached the same member.\n"
     );
-    let _ = write!(w, "| experiment |");
-    for k in &distribution.kernels {
-        let _ = write!(w, " {k} |");
-    }
-    let _ = writeln!(w);
-    let _ = write!(w, "|---|");
-    for _ in &distribution.kernels {
-        let _ = write!(w, "---|");
-    }
-    let _ = writeln!(w);
-    for row in &distribution.rows {
-        let _ = write!(w, "| `{}` |", row.experiment);
-        for c in &row.cells {
-            let _ = write!(
-                w,
-                " {} |",
-                c.as_ref()
-                    .map(|c| c.summary())
-                    .unwrap_or_else(|| "–".into())
-            );
-        }
-        let _ = writeln!(w);
-    }
+    let rows = distribution.rows.iter().map(|r| {
+        (
+            r.experiment.as_str(),
+            r.cells
+                .iter()
+                .map(|c| c.as_ref().map(|c| c.summary()))
+                .collect(),
+        )
+    });
+    kernel_table(w, &distribution.kernels, rows);
 
     let _ = writeln!(w, "\n### Lookup cost against group size\n");
     let _ = writeln!(w, "Median time per connection (TCP) or datagram (UDP) to a port shared by groups of 1 to 1024 SO_REUSEPORT sockets, measured within one boot.\n");
-    let _ = write!(w, "| experiment |");
-    for k in &distribution.kernels {
-        let _ = write!(w, " {k} |");
-    }
-    let _ = writeln!(w);
-    let _ = write!(w, "|---|");
-    for _ in &distribution.kernels {
-        let _ = write!(w, "---|");
-    }
-    let _ = writeln!(w);
-    for row in &distribution.cost {
-        let _ = write!(w, "| `{}` |", row.experiment);
-        for c in &row.cells {
-            let _ = write!(
-                w,
-                " {} |",
-                c.as_ref()
-                    .map(|c| c.summary())
-                    .unwrap_or_else(|| "–".into())
-            );
-        }
-        let _ = writeln!(w);
-    }
+    let rows = distribution.cost.iter().map(|r| {
+        (
+            r.experiment.as_str(),
+            r.cells
+                .iter()
+                .map(|c| c.as_ref().map(|c| c.summary()))
+                .collect(),
+        )
+    });
+    kernel_table(w, &distribution.kernels, rows);
 
     // Untested.
     let _ = writeln!(w, "\n## Claims no experiment can test\n");
@@ -392,4 +366,29 @@ pub fn render(
         }
     }
     out
+}
+
+/// A table with one row per experiment and one column per kernel; `None` cells show as "–".
+fn kernel_table<'a>(
+    w: &mut String,
+    kernels: &[String],
+    rows: impl Iterator<Item = (&'a str, Vec<Option<String>>)>,
+) {
+    let _ = write!(w, "| experiment |");
+    for k in kernels {
+        let _ = write!(w, " {k} |");
+    }
+    let _ = writeln!(w);
+    let _ = write!(w, "|---|");
+    for _ in kernels {
+        let _ = write!(w, "---|");
+    }
+    let _ = writeln!(w);
+    for (experiment, cells) in rows {
+        let _ = write!(w, "| `{experiment}` |");
+        for cell in cells {
+            let _ = write!(w, " {} |", cell.as_deref().unwrap_or("–"));
+        }
+        let _ = writeln!(w);
+    }
 }
