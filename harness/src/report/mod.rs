@@ -53,9 +53,6 @@ pub fn write_all(
     for (name, text) in outputs {
         let path = dir.join(name);
         results::write_atomically(&path, text.as_bytes())?;
-        // The temporary file behind the atomic write is private (0600); a report is for everyone.
-        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o644))
-            .with_context(|| format!("making {} readable", path.display()))?;
         paths.push(path);
     }
     Ok(paths)
