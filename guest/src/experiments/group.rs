@@ -382,53 +382,74 @@ impl Courier {
         by_port: &HashMap<u16, usize>,
         receivers: &mut [Option<usize>],
     ) -> usize {
-        let members: Vec<(usize, &Socket)> = group.live().collect();
-        let mut fds: Vec<libc::pollfd> = members
-            .iter()
-            .map(|(_, s)| libc::pollfd {
-                fd: s.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            })
-            .collect();
-        let deadline = Instant::now() + self.wait;
-        let mut got = 0;
-        let mut accepted = Vec::new();
-        while got < by_port.len() {
-            let left = deadline.saturating_duration_since(Instant::now());
-            // SAFETY: fds is a live, correctly sized array of pollfd.
-            let ready = unsafe {
-                libc::poll(
-                    fds.as_mut_ptr(),
-                    fds.len() as libc::nfds_t,
-                    left.as_millis().min(50) as libc::c_int,
-                )
-            };
-            if ready < 0 && io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
-                break;
-            }
-            for (pfd, &(index, sock)) in fds.iter().zip(&members) {
-                if pfd.revents & libc::POLLIN == 0 {
-                    continue;
+        take_arrivals(
+            group,
+            by_port.len(),
+            self.wait,
+            |index, port| match by_port.get(&port) {
+                Some(&flow) if receivers[flow].is_none() => {
+                    receivers[flow] = Some(index);
+                    true
                 }
-                while let Some(port) = take_one(group.transport, sock, &mut accepted) {
-                    if let Some(&flow) = by_port.get(&port) {
-                        if receivers[flow].is_none() {
-                            receivers[flow] = Some(index);
-                            got += 1;
-                        }
-                    }
-                }
-            }
-            if left.is_zero() {
-                break;
-            }
-        }
-        for sock in &accepted {
-            let _ = sock.set_linger(Some(Duration::ZERO));
-        }
-        got
+                _ => false,
+            },
+        )
     }
+}
+
+/// Polls the group's live members for at most `wait`, taking every datagram or connection that
+/// arrives and handing its member index and source port to `arrived`, which says whether it
+/// counts, until `wanted` have counted. Accepted connections are closed with a reset. Returns
+/// how many counted.
+fn take_arrivals(
+    group: &Group,
+    wanted: usize,
+    wait: Duration,
+    mut arrived: impl FnMut(usize, u16) -> bool,
+) -> usize {
+    let members: Vec<(usize, &Socket)> = group.live().collect();
+    let mut fds: Vec<libc::pollfd> = members
+        .iter()
+        .map(|(_, s)| libc::pollfd {
+            fd: s.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    let deadline = Instant::now() + wait;
+    let mut counted = 0;
+    let mut accepted = Vec::new();
+    while counted < wanted {
+        let left = deadline.saturating_duration_since(Instant::now());
+        // SAFETY: fds is a live, correctly sized array of pollfd.
+        let ready = unsafe {
+            libc::poll(
+                fds.as_mut_ptr(),
+                fds.len() as libc::nfds_t,
+                left.as_millis().min(50) as libc::c_int,
+            )
+        };
+        if ready < 0 && io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+            break;
+        }
+        for (pfd, &(index, sock)) in fds.iter().zip(&members) {
+            if pfd.revents & libc::POLLIN == 0 {
+                continue;
+            }
+            while let Some(port) = take_one(group.transport, sock, &mut accepted) {
+                if arrived(index, port) {
+                    counted += 1;
+                }
+            }
+        }
+        if left.is_zero() {
+            break;
+        }
+    }
+    for sock in &accepted {
+        let _ = sock.set_linger(Some(Duration::ZERO));
+    }
+    counted
 }
 
 /// Receives one datagram or accepts one connection from a member; its source port, or `None`
@@ -452,44 +473,5 @@ fn take_one(transport: Transport, sock: &Socket, accepted: &mut Vec<Socket>) -> 
 /// group's members, polling for at most `wait`. Returns how many were taken. For timed loops, where
 /// only the count matters, not who received what.
 pub fn drain(group: &Group, want: u64, wait: Duration) -> u64 {
-    let members: Vec<&Socket> = group.live().map(|(_, s)| s).collect();
-    let mut fds: Vec<libc::pollfd> = members
-        .iter()
-        .map(|s| libc::pollfd {
-            fd: s.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        })
-        .collect();
-    let deadline = Instant::now() + wait;
-    let mut accepted = Vec::new();
-    let mut taken = 0;
-    while taken < want {
-        let left = deadline.saturating_duration_since(Instant::now());
-        // SAFETY: fds is a live, correctly sized array of pollfd.
-        let ready = unsafe {
-            libc::poll(
-                fds.as_mut_ptr(),
-                fds.len() as libc::nfds_t,
-                left.as_millis().min(50) as libc::c_int,
-            )
-        };
-        if ready < 0 && io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
-            break;
-        }
-        for (pfd, sock) in fds.iter().zip(&members) {
-            if pfd.revents & libc::POLLIN != 0 {
-                while take_one(group.transport, sock, &mut accepted).is_some() {
-                    taken += 1;
-                }
-            }
-        }
-        if left.is_zero() {
-            break;
-        }
-    }
-    for sock in &accepted {
-        let _ = sock.set_linger(Some(Duration::ZERO));
-    }
-    taken
+    take_arrivals(group, want as usize, wait, |_, _| true) as u64
 }
