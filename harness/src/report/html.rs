@@ -487,22 +487,27 @@ fn distribution_section(o: &mut String, distribution: &DistributionTable) {
             h(&row.description),
             h(&row.experiment)
         );
-        for c in &row.cells {
-            match c {
-                Some(c) => {
-                    let _ = write!(
-                        o,
-                        "<td>{}<div class=\"cap\">{}</div></td>",
-                        bars(c),
-                        h(&c.summary())
-                    );
-                }
-                None => o.push_str("<td class=\"muted\">–</td>"),
-            }
-        }
+        chart_cells(o, &row.cells, |c| (bars(c), c.summary()));
         o.push_str("</tr>");
     }
     o.push_str("</table>");
+}
+
+/// One `<td>` per kernel: the chart and its one-line summary, or a dash where nothing was measured.
+fn chart_cells<T>(o: &mut String, cells: &[Option<T>], render: impl Fn(&T) -> (String, String)) {
+    for cell in cells {
+        match cell {
+            Some(c) => {
+                let (chart, summary) = render(c);
+                let _ = write!(
+                    o,
+                    "<td>{chart}<div class=\"cap\">{}</div></td>",
+                    h(&summary)
+                );
+            }
+            None => o.push_str("<td class=\"muted\">–</td>"),
+        }
+    }
 }
 
 /// Time per flow against group size, one bar per size, scaled to the largest.
@@ -551,19 +556,7 @@ fn cost_section(o: &mut String, distribution: &DistributionTable) {
             "<tr><td class=\"name\"><code>{}</code></td>",
             h(&row.experiment)
         );
-        for c in &row.cells {
-            match c {
-                Some(c) => {
-                    let _ = write!(
-                        o,
-                        "<td>{}<div class=\"cap\">{}</div></td>",
-                        cost_bars(c),
-                        h(&c.summary())
-                    );
-                }
-                None => o.push_str("<td class=\"muted\">–</td>"),
-            }
-        }
+        chart_cells(o, &row.cells, |c| (cost_bars(c), c.summary()));
         o.push_str("</tr>");
     }
     o.push_str("</table>");
