@@ -2,7 +2,7 @@
 //! sockets, and reports raw facts as records (see the `wire` crate).
 //!
 //! As PID 1 in a VM it mounts proc, sys and devtmpfs, brings `lo` up, reads the experiments to run
-//! from the kernel command line (`rph.run=bind,options`; all by default), writes records to the
+//! from the kernel command line (`rph.run=bind,options`; all by default; see `invocation`), writes records to the
 //! second serial port (`/dev/ttyS1`, leaving the console to the kernel log), and powers off.
 //!
 //! As an ordinary process on a host it first moves itself into a fresh network namespace, so the
@@ -11,6 +11,7 @@
 
 mod channel;
 mod experiments;
+mod invocation;
 mod net;
 mod pid1;
 mod probe;
@@ -34,10 +35,12 @@ fn main() -> ExitCode {
     } else {
         pid1::enter_namespace()
     };
-    let selection = if pid1 {
-        pid1::selection_from_cmdline()
+    let invocation = if pid1 {
+        invocation::Invocation::from_cmdline(
+            &std::fs::read_to_string("/proc/cmdline").unwrap_or_default(),
+        )
     } else {
-        std::env::args().skip(1).collect()
+        invocation::Invocation::from_args(std::env::args().skip(1))
     };
     let mut channel = match channel::Channel::open(pid1) {
         Ok(c) => c,
@@ -55,7 +58,7 @@ fn main() -> ExitCode {
     }
     // On the console, for people reading a boot log and for `harness bench`'s breakdown.
     eprintln!("guest: set up in {} ms", started.elapsed().as_millis());
-    let code = match runner::run(&selection, &mut channel, pid1) {
+    let code = match runner::run(&invocation, &mut channel, pid1) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("guest: {e}");

@@ -177,21 +177,6 @@ fn add_inet6_address(name: &str, segments: [u16; 8], prefixlen: u32) -> std::io:
     Ok(())
 }
 
-/// `rph.run=a,b` from /proc/cmdline; empty means the whole catalogue.
-pub fn selection_from_cmdline() -> Vec<String> {
-    let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
-    cmdline
-        .split_whitespace()
-        .filter_map(|arg| arg.strip_prefix("rph.run="))
-        .flat_map(|list| {
-            list.split(',')
-                .filter(|s| !s.is_empty())
-                .map(str::to_string)
-                .collect::<Vec<_>>()
-        })
-        .collect()
-}
-
 /// As PID 1: flush and power off (QEMU runs with -no-reboot, so this ends the VM). As a process:
 /// exit with `code`.
 pub fn finish(pid1: bool, code: ExitCode) -> ExitCode {

@@ -22,12 +22,14 @@ use wire::{Experiment, ExperimentRecord, Family, Header, Record, Status, Trailer
 
 use crate::channel::Channel;
 use crate::experiments::{self, Lab};
+use crate::invocation::Invocation;
 
 /// Concurrent workers for the families that tolerate them; more than the CPUs buys nothing.
 const MAX_WORKERS: u32 = 4;
 
-pub fn run(selection: &[String], channel: &mut Channel, pid1: bool) -> std::io::Result<()> {
+pub fn run(invocation: &Invocation, channel: &mut Channel, pid1: bool) -> std::io::Result<()> {
     let started = Instant::now();
+    let selection = &invocation.selection;
     let plan = match wire::select(selection) {
         Ok(plan) => plan,
         Err(unknown) => {
@@ -36,6 +38,10 @@ pub fn run(selection: &[String], channel: &mut Channel, pid1: bool) -> std::io::
         }
     };
     let cpus = online_cpus();
+    let workers = invocation
+        .workers
+        .unwrap_or(cpus)
+        .clamp(1, cpus.clamp(1, MAX_WORKERS));
     channel.send(&Record::Header(Header {
         seq: 0,
         format: wire::FORMAT,
@@ -45,6 +51,7 @@ pub fn run(selection: &[String], channel: &mut Channel, pid1: bool) -> std::io::
             .map(|p| p.to_string_lossy().into_owned())
             .unwrap_or_default(),
         cpus,
+        workers: Some(workers),
         selection: if selection.is_empty() {
             vec!["all".into()]
         } else {
@@ -67,11 +74,7 @@ pub fn run(selection: &[String], channel: &mut Channel, pid1: bool) -> std::io::
             .iter()
             .position(|e| in_parent_only(e) || tolerates_company(e) != parallel)
             .map_or(plan.len(), |offset| next + offset);
-        let width = if parallel {
-            cpus.clamp(1, MAX_WORKERS)
-        } else {
-            1
-        };
+        let width = if parallel { workers } else { 1 };
         supervise(&plan, next, end, width as usize, &lab, channel)?;
         next = end;
     }

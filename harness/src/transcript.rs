@@ -160,6 +160,7 @@ mod tests {
             pid1: true,
             netns: "net:[1]".into(),
             cpus: 2,
+            workers: Some(1),
             selection: vec!["all".into()],
             planned,
             guest_version: "0".into(),

@@ -57,6 +57,11 @@ pub struct Header {
     pub netns: String,
     /// Online CPUs as the guest saw them (the distribution experiments need to know).
     pub cpus: u32,
+    /// How many experiments ran at once in the families that tolerate company. The host asks
+    /// for one under single-threaded TCG, where a second worker only takes turns on the same
+    /// host thread. `None` in recordings made before the guest said so.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workers: Option<u32>,
     /// The selection patterns the guest was given (`all` when none).
     pub selection: Vec<String>,
     /// How many experiments the selection resolved to: the trailer must count exactly these.
