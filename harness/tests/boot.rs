@@ -129,10 +129,18 @@ fn debian_kernel_reports_the_release_of_its_package() {
                 || kernel == "deb-7.2"
         );
         assert_eq!(r["header"]["pid1"], true);
-        assert_eq!(
-            r["attempts"].as_array().unwrap().last().unwrap()["accel"],
-            "tcg"
-        );
+        // Single-threaded TCG takes the vCPUs in turns on one host thread, so the guest runs one
+        // experiment at a time; under KVM one per vCPU. Both vCPUs are there either way (the
+        // steering experiments need two).
+        let accel = &r["attempts"].as_array().unwrap().last().unwrap()["accel"];
+        let cpus = r["header"]["cpus"].as_u64().unwrap();
+        let workers = r["header"]["workers"].as_u64();
+        assert_eq!(cpus, 2, "{kernel}");
+        match accel.as_str() {
+            Some("tcg") => assert_eq!(workers, Some(1), "{kernel}"),
+            Some("kvm") => assert_eq!(workers, Some(cpus), "{kernel}"),
+            other => panic!("{kernel}: accelerator {other:?}"),
+        }
     }
     assert!(result("deb-6.1")["header"]["uname"]["release"]
         .as_str()
