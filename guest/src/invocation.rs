@@ -1,10 +1,13 @@
 //! What the guest was asked to do. As PID 1 it reads the kernel command line (`rph.run=a,b`,
-//! `rph.workers=N`; everything else there belongs to the kernel); as a process the arguments are
-//! selection patterns, and `rph.workers=N` may be among them.
+//! `rph.workers=N`, `rph.channel=serial`; everything else there belongs to the kernel); as a
+//! process the arguments are selection patterns, and `rph.workers=N` may be among them.
 
 /// The kernel argument (and process argument) that bounds the concurrent workers.
 const WORKERS: &str = "rph.workers=";
 const RUN: &str = "rph.run=";
+/// Skips the shared-memory log and sends records over the serial port: the fallback path, on
+/// purpose (for tests, and for a kernel whose log misbehaves).
+const SERIAL_ONLY: &str = "rph.channel=serial";
 
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Invocation {
@@ -12,6 +15,8 @@ pub struct Invocation {
     pub selection: Vec<String>,
     /// At most this many experiments at once; `None` means one per online CPU.
     pub workers: Option<u32>,
+    /// Records go over the serial port even when the shared-memory log is there.
+    pub serial_only: bool,
 }
 
 impl Invocation {
@@ -20,6 +25,8 @@ impl Invocation {
         for arg in cmdline.split_whitespace() {
             if let Some(list) = arg.strip_prefix(RUN) {
                 inv.add_patterns(list);
+            } else if arg == SERIAL_ONLY {
+                inv.serial_only = true;
             } else {
                 inv.take_workers(arg);
             }
@@ -70,6 +77,8 @@ mod tests {
         );
         assert_eq!(inv.selection, ["bind", "options", "lookup"]);
         assert_eq!(inv.workers, Some(1));
+        assert!(!inv.serial_only);
+        assert!(Invocation::from_cmdline("quiet rph.channel=serial").serial_only);
         assert_eq!(
             Invocation::from_cmdline("console=ttyS0"),
             Invocation::default()

@@ -3,7 +3,8 @@
 //!
 //! As PID 1 in a VM it mounts proc, sys and devtmpfs, brings `lo` up, reads the experiments to run
 //! from the kernel command line (`rph.run=bind,options`; all by default; see `invocation`), writes records to the
-//! second serial port (`/dev/ttyS1`, leaving the console to the kernel log), and powers off.
+//! shared-memory log (or the second serial port, `/dev/ttyS1`; see `channel`), leaving the console
+//! to the kernel log, and powers off.
 //!
 //! As an ordinary process on a host it first moves itself into a fresh network namespace, so the
 //! host kernel becomes a row of the matrix without touching the host's network: experiments are
@@ -42,7 +43,7 @@ fn main() -> ExitCode {
     } else {
         invocation::Invocation::from_args(std::env::args().skip(1))
     };
-    let mut channel = match channel::Channel::open(pid1) {
+    let mut channel = match channel::Channel::open(pid1, invocation.serial_only) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("guest: cannot open the record channel: {e}");

@@ -52,6 +52,7 @@ pub fn run(invocation: &Invocation, channel: &mut Channel, pid1: bool) -> std::i
             .unwrap_or_default(),
         cpus,
         workers: Some(workers),
+        channel: Some(channel.kind().to_string()),
         selection: if selection.is_empty() {
             vec!["all".into()]
         } else {
@@ -61,7 +62,7 @@ pub fn run(invocation: &Invocation, channel: &mut Channel, pid1: bool) -> std::i
         guest_version: env!("CARGO_PKG_VERSION").to_string(),
     }))?;
 
-    let lab = Lab::new(channel.raw_fd());
+    let lab = Lab::new(channel.raw());
     let mut next = 0;
     while next < plan.len() {
         if let Some(record) = in_parent(&plan[next], pid1) {

@@ -161,6 +161,7 @@ mod tests {
             netns: "net:[1]".into(),
             cpus: 2,
             workers: Some(1),
+            channel: Some("shared-memory".into()),
             selection: vec!["all".into()],
             planned,
             guest_version: "0".into(),

@@ -1,12 +1,13 @@
 //! The only module that starts QEMU.
 //!
-//! Pure parts build the argv from small pieces (machine, accelerator, boot, serial channels); the
-//! world-touching part runs QEMU in its own process group under a watchdog and a kill guard, so a
-//! hung guest, an early return or a panic in the harness never leaves a QEMU behind.
+//! Pure parts build the argv from small pieces (machine, accelerator, boot, record log, serial
+//! ports); the world-touching part runs QEMU in its own process group under a watchdog and a kill
+//! guard, so a hung guest, an early return or a panic in the harness never leaves a QEMU behind.
 //!
 //! The guest gets no NIC (`-nic none`), the kernel log goes to the first serial port and the
-//! guest's records to the second, `-no-reboot` with `panic=-1` turns a kernel panic into a QEMU
-//! exit, and the guest powers off when it is done.
+//! guest's records to a shared-memory log (an ivshmem device whose memory is a file in the work
+//! directory), or to the second serial port when it cannot use the log; `-no-reboot` with
+//! `panic=-1` turns a kernel panic into a QEMU exit, and the guest powers off when it is done.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -79,6 +80,11 @@ impl Boot {
     pub fn records_log(&self) -> PathBuf {
         self.workdir.join("records.log")
     }
+
+    /// The file behind the guest's shared-memory record log (see `wire::shared_log`).
+    pub fn records_shm(&self) -> PathBuf {
+        self.workdir.join("records.shm")
+    }
 }
 
 pub const QEMU: &str = "qemu-system-x86_64";
@@ -140,6 +146,35 @@ fn boot_args(boot: &Boot) -> Vec<OsString> {
     ]
 }
 
+/// The record log: an ivshmem device whose memory is a file in the work directory, so what the
+/// guest appended survives QEMU however it ends.
+fn log_args(boot: &Boot) -> Vec<OsString> {
+    let mut backend = OsString::from(format!(
+        "memory-backend-file,id=rph-log,share=on,size={},mem-path=",
+        wire::shared_log::SIZE
+    ));
+    backend.push(option_value(boot.records_shm().as_os_str()));
+    vec![
+        "-object".into(),
+        backend,
+        "-device".into(),
+        "ivshmem-plain,memdev=rph-log".into(),
+    ]
+}
+
+/// A path as the value of a QEMU `key=value,...` option: commas are doubled.
+fn option_value(path: &std::ffi::OsStr) -> OsString {
+    use std::os::unix::ffi::{OsStrExt, OsStringExt};
+    let mut out = Vec::with_capacity(path.len());
+    for &b in path.as_bytes() {
+        out.push(b);
+        if b == b',' {
+            out.push(b',');
+        }
+    }
+    OsString::from_vec(out)
+}
+
 fn serial_args(boot: &Boot) -> Vec<OsString> {
     let file = |p: PathBuf| {
         let mut s = OsString::from("file:");
@@ -158,6 +193,7 @@ fn serial_args(boot: &Boot) -> Vec<OsString> {
 pub fn qemu_argv(boot: &Boot) -> Vec<OsString> {
     let mut argv = machine_args(boot);
     argv.extend(boot_args(boot));
+    argv.extend(log_args(boot));
     argv.extend(serial_args(boot));
     argv
 }
@@ -191,7 +227,8 @@ pub struct GuestRun {
 pub fn boot(boot: &Boot) -> Result<GuestRun> {
     std::fs::create_dir_all(&boot.workdir)
         .with_context(|| format!("creating {}", boot.workdir.display()))?;
-    for log in [boot.console_log(), boot.records_log()] {
+    // A stale log file would be taken up by QEMU with its old contents.
+    for log in [boot.console_log(), boot.records_log(), boot.records_shm()] {
         let _ = std::fs::remove_file(&log);
     }
     let stderr = std::fs::File::create(boot.workdir.join("qemu.stderr"))
@@ -210,7 +247,13 @@ pub fn boot(boot: &Boot) -> Result<GuestRun> {
     }
     let console = String::from_utf8_lossy(&std::fs::read(boot.console_log()).unwrap_or_default())
         .into_owned();
-    let channel = std::fs::read(boot.records_log()).unwrap_or_default();
+    // The guest writes to the shared log first and to the serial port only without it or once
+    // it is full, so the channel is the one followed by the other.
+    let shm = std::fs::read(boot.records_shm()).unwrap_or_default();
+    let mut channel = wire::shared_log::contents(&shm)
+        .unwrap_or_default()
+        .to_vec();
+    channel.extend(std::fs::read(boot.records_log()).unwrap_or_default());
     Ok(GuestRun {
         exit,
         wall,
@@ -337,8 +380,22 @@ mod tests {
             "-nodefaults -no-user-config -no-reboot -display none -accel tcg,thread=single -cpu max,-cx16 -smp 2 -m 512 -nic none \
              -kernel /k/bzImage -initrd /c/init.cpio \
              -append console=ttyS0 panic=-1 loglevel=4 rph.workers=1 rph.run=bind,options nosmap \
+             -object memory-backend-file,id=rph-log,share=on,size=16777216,mem-path=/w/records.shm \
+             -device ivshmem-plain,memdev=rph-log \
              -serial file:/w/console.log -serial file:/w/records.log"
         );
+    }
+
+    #[test]
+    fn commas_in_paths_are_doubled_for_qemu() {
+        let boot = Boot {
+            workdir: "/runs/a,b".into(),
+            ..sample()
+        };
+        let argv = qemu_argv(&boot);
+        assert!(argv.iter().any(|a| a
+            .to_string_lossy()
+            .ends_with("mem-path=/runs/a,,b/records.shm")));
     }
 
     #[test]

@@ -1,11 +1,13 @@
-//! The contract between host and guest: the record format that travels on the guest's own serial
-//! channel, and the catalogue of experiments those records are about.
+//! The contract between host and guest: the record format that travels on the guest's own
+//! channel (a shared-memory log or a serial port), and the catalogue of experiments those records
+//! are about.
 //!
 //! This crate is plain data. It does no I/O, knows nothing about QEMU or sockets, and never
 //! interprets a measurement: the guest fills records with raw facts, the harness judges them.
 
 pub mod catalogue;
 pub mod record;
+pub mod shared_log;
 
 pub use catalogue::{catalogue, find, select, Experiment, Family};
 pub use record::{

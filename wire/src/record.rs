@@ -62,6 +62,11 @@ pub struct Header {
     /// host thread. `None` in recordings made before the guest said so.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workers: Option<u32>,
+    /// Where the records travel: `shared-memory` (the ivshmem log), `serial` (`/dev/ttyS1`,
+    /// when the log cannot be mapped or was declined) or `stdout` (a process on the host). `None`
+    /// in recordings made before the guest said so.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
     /// The selection patterns the guest was given (`all` when none).
     pub selection: Vec<String>,
     /// How many experiments the selection resolved to: the trailer must count exactly these.

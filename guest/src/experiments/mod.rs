@@ -15,7 +15,6 @@ mod time_wait;
 
 use std::cell::OnceCell;
 use std::collections::BTreeMap;
-use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use wire::catalogue::IpFamily;
@@ -88,19 +87,19 @@ pub struct Lab {
     pub next_claim: &'static AtomicU32,
     /// Which worker slot this process is; keeps concurrent workers' peers on distinct ports.
     pub slot: std::cell::Cell<u16>,
-    pub channel_fd: RawFd,
+    pub channel: crate::channel::RawChannel,
     peer4: OnceCell<Peer>,
     peer6: OnceCell<Peer>,
 }
 
 impl Lab {
-    pub fn new(channel_fd: RawFd) -> Lab {
+    pub fn new(channel: crate::channel::RawChannel) -> Lab {
         let shared = shared_page();
         Lab {
             next_port: &shared[0],
             next_claim: &shared[16],
             slot: std::cell::Cell::new(0),
-            channel_fd,
+            channel,
             peer4: OnceCell::new(),
             peer6: OnceCell::new(),
         }

@@ -17,14 +17,7 @@ pub fn run(test: SelfTest, lab: &Lab) -> Measured {
         },
         SelfTest::Garbage => {
             let junk = b"\x00\xff@rph1 deadbeef {\"kind\":\"trailer\"\n\x1b[2J not a record\n";
-            // SAFETY: writing a byte buffer to the channel descriptor the runner gave us.
-            unsafe {
-                libc::write(
-                    lab.channel_fd,
-                    junk.as_ptr() as *const libc::c_void,
-                    junk.len(),
-                )
-            };
+            let _ = lab.channel.write(junk);
             Facts::default().done()
         }
         SelfTest::ExitInit | SelfTest::HangInit => {
