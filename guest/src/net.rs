@@ -17,6 +17,26 @@ pub fn outcome<T>(result: &io::Result<T>) -> String {
     }
 }
 
+/// TcpExt `TCPTimeWaitOverflow` of this network namespace (/proc/net/netstat): how often a socket
+/// that should have entered TIME_WAIT was closed outright because the TIME_WAIT table was full.
+/// `None` when the kernel does not say.
+pub fn time_wait_overflows() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/net/netstat").ok()?;
+    netstat_counter(&text, "TcpExt:", "TCPTimeWaitOverflow")
+}
+
+/// A counter from /proc/net/netstat's layout: per group, a line of names then a line of values.
+fn netstat_counter(text: &str, group: &str, name: &str) -> Option<u64> {
+    let mut lines = text.lines().filter(|l| l.starts_with(group));
+    while let (Some(names), Some(values)) = (lines.next(), lines.next()) {
+        let index = names.split_whitespace().position(|n| n == name);
+        if let Some(i) = index {
+            return values.split_whitespace().nth(i)?.parse().ok();
+        }
+    }
+    None
+}
+
 pub fn errno_name(e: &io::Error) -> String {
     match e.raw_os_error() {
         Some(code) => {
@@ -248,5 +268,24 @@ pub fn bpf_stmt(code: u16, k: u32) -> libc::sock_filter {
         jt: 0,
         jf: 0,
         k,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn netstat_counters_are_found_by_name() {
+        let text = "TcpExt: SyncookiesSent TCPTimeWaitOverflow TWRecycled\n\
+                    TcpExt: 0 17 3\n\
+                    IpExt: InNoRoutes TCPTimeWaitOverflow\n\
+                    IpExt: 5 99\n";
+        assert_eq!(
+            netstat_counter(text, "TcpExt:", "TCPTimeWaitOverflow"),
+            Some(17)
+        );
+        assert_eq!(netstat_counter(text, "IpExt:", "InNoRoutes"), Some(5));
+        assert_eq!(netstat_counter(text, "TcpExt:", "Missing"), None);
     }
 }

@@ -487,6 +487,9 @@ fn precondition(record: &ExperimentRecord, fact: &str) -> Result<(), String> {
     };
     match family {
         "bind" if fact == "b_bind" || fact == "b_listen" => {
+            if let Some(why) = time_wait_overflowed(record) {
+                return Err(why);
+            }
             required.push(("a_setup".into(), &["ok"]));
             required.push(("a_flags".into(), &flags_ok));
             required.push(("b_flags".into(), &flags_ok));
@@ -538,6 +541,18 @@ fn precondition(record: &ExperimentRecord, fact: &str) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Why a TIME_WAIT bind cell did not measure TIME_WAIT: the kernel's TIME_WAIT table overflowed
+/// while it ran (`tw_overflows` > 0), so A may have been closed outright instead.
+pub fn time_wait_overflowed(record: &ExperimentRecord) -> Option<String> {
+    match record.facts.get("tw_overflows") {
+        Some(Fact::Count(n)) if *n > 0 => Some(format!(
+            "the kernel's TIME_WAIT table overflowed {n} time(s) during this cell \
+             (tcp_max_tw_buckets): A may have been closed, not in TIME_WAIT"
+        )),
+        _ => None,
+    }
 }
 
 /// Whether `fact` names a bind() result: only those can fail because an address is missing.
@@ -1078,6 +1093,49 @@ mod tests_on_fixtures {
                 );
             }
         }
+    }
+
+    /// A TIME_WAIT cell during which the kernel's TIME_WAIT table overflowed may have measured a
+    /// closed socket (188 cells of bookworm's 6.1 did, before the guest raised the limit): it
+    /// is not a measurement, whatever its outcome. The recording is real; the overflow count is
+    /// planted on one of its cells.
+    #[test]
+    fn time_wait_cells_whose_table_overflowed_are_not_measured() {
+        let claim = "001.bind.default-exclusive";
+        let cell = "bind.tcp.v4lo+v4lo.time-wait.a-none.b-none.same-uid";
+        let mut results = fixtures::results();
+        let before = evaluate(&fixtures::claims(), &results);
+        let (_, v) = verdicts_of(&before, claim)
+            .into_iter()
+            .find(|(k, _)| k.kernel == "deb-6.1")
+            .unwrap();
+        assert!(matches!(v, Verdict::Holds { .. }), "{}", v.summary());
+
+        let kernel = results.iter_mut().find(|r| r.kernel == "deb-6.1").unwrap();
+        let record = kernel.records.iter_mut().find(|r| r.id == cell).unwrap();
+        record.facts.insert("tw_overflows".into(), Fact::Count(2));
+        let after = evaluate(&fixtures::claims(), &results);
+        let (_, v) = verdicts_of(&after, claim)
+            .into_iter()
+            .find(|(k, _)| k.kernel == "deb-6.1")
+            .unwrap();
+        let Verdict::NotMeasured { why } = v else {
+            panic!("{}", v.summary())
+        };
+        assert!(
+            why.contains(cell) && why.contains("TIME_WAIT table overflowed 2 time(s)"),
+            "{why}"
+        );
+        let signature = crate::evolution::signature(record_of(&results, "deb-6.1", cell));
+        assert!(signature.0.contains_key(crate::evolution::ENVIRONMENT));
+    }
+
+    fn record_of<'a>(results: &'a [KernelResult], kernel: &str, id: &str) -> &'a ExperimentRecord {
+        results
+            .iter()
+            .find(|r| r.kernel == kernel)
+            .and_then(|r| r.records.iter().find(|x| x.id == id))
+            .unwrap()
     }
 
     /// An unavailable kernel's column has no pass and no failure, only its reason.

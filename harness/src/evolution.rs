@@ -12,7 +12,7 @@ use serde::Serialize;
 use wire::{ExperimentRecord, Fact, Status};
 
 use crate::claims::{ClaimSet, Version};
-use crate::evaluate::{counted, is_bind_fact, kernel_version, ordered};
+use crate::evaluate::{counted, is_bind_fact, kernel_version, ordered, time_wait_overflowed};
 use crate::results::{KernelResult, RunOutcome};
 use crate::stats;
 
@@ -26,7 +26,8 @@ pub struct Aspect {
 }
 
 /// An experiment's observable behaviour on one kernel, by aspect name. A record that measured
-/// the environment rather than the kernel (an address that was not configured) carries the
+/// the environment rather than the kernel (an address that was not configured, a TIME_WAIT table
+/// that overflowed) carries the
 /// [`ENVIRONMENT`] aspect saying why, and is never compared.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
 pub struct Signature(pub BTreeMap<String, Aspect>);
@@ -118,6 +119,9 @@ pub fn signature(record: &ExperimentRecord) -> Signature {
         },
     );
     let family = record.id.split('.').next().unwrap_or_default();
+    if let Some(why) = time_wait_overflowed(record) {
+        s.soft(ENVIRONMENT, why);
+    }
     for (name, fact) in &record.facts {
         match fact {
             // A bind that found its address missing says nothing about behaviour (see

@@ -4,7 +4,9 @@
 //! `a_setup` (Outcomes: A's setsockopt+bind+state transition, `ok` or the first failing errno),
 //! `a_flags`/`b_flags` (Outcomes: the setsockopt results for A's/B's reuse options, `ok` or errno,
 //! `skipped` when no option was asked for), `b_bind` (Outcomes: B's bind, the fact under test) and,
-//! for TCP when B's bind succeeded, `b_listen` (Outcomes: B's listen()).
+//! for TCP when B's bind succeeded, `b_listen` (Outcomes: B's listen()). TCP cells whose A is in
+//! TIME_WAIT also record `tw_overflows` (Count, once per cell): how often the kernel's TIME_WAIT
+//! table overflowed meanwhile (TcpExt TCPTimeWaitOverflow), closing a socket outright instead.
 
 use serde::{Deserialize, Serialize};
 
