@@ -222,6 +222,9 @@ pub struct KernelColumn {
     /// Why the kernel could not be run at all; such a column has no verdict other than
     /// `NotMeasured`.
     pub unavailable: Option<String>,
+    /// How the measuring ran, for people reproducing it: accelerator, CPUs, concurrent
+    /// experiments, record channel (e.g. `tcg · 2 CPUs · 1 worker · shared-memory`).
+    pub measured_as: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -311,7 +314,24 @@ pub fn column(result: &KernelResult) -> KernelColumn {
             RunOutcome::Unavailable { reason } => Some(reason.clone()),
             _ => None,
         },
+        measured_as: measured_as(result),
     }
+}
+
+fn measured_as(result: &KernelResult) -> Option<String> {
+    let header = result.header.as_ref()?;
+    let mut parts = Vec::new();
+    if let Some(attempt) = result.attempts.last() {
+        parts.push(attempt.accel.clone());
+    }
+    parts.push(format!("{} CPUs", header.cpus));
+    if let Some(w) = header.workers {
+        parts.push(format!("{w} worker{}", if w == 1 { "" } else { "s" }));
+    }
+    if let Some(channel) = &header.channel {
+        parts.push(channel.clone());
+    }
+    Some(parts.join(" · "))
 }
 
 /// Judges every claim on every kernel.

@@ -136,11 +136,12 @@ fn kernel_cards(o: &mut String, evaluation: &Evaluation) {
         };
         let _ = write!(
             o,
-            "<div class=\"card\" style=\"color:var(--ink)\"><div class=\"k\">{}</div><div class=\"r\">{} · run {}</div><div class=\"bar\">{}{}{}{}{}{}{}</div>\
+            "<div class=\"card\" style=\"color:var(--ink)\"><div class=\"k\">{}</div><div class=\"r\">{} · run {}</div><div class=\"r\">{}</div><div class=\"bar\">{}{}{}{}{}{}{}</div>\
              <div class=\"nums\"><span class=\"ok\">{} hold</span> · <span class=\"bad\">{} contradicted</span> · {} unstable · {} not measured<br>other OS/version: {} agree, {} disagree</div></div>",
             h(&k.kernel),
             h(k.release.as_deref().or(k.version.as_deref()).unwrap_or("?")),
             h(&k.run),
+            h(k.measured_as.as_deref().unwrap_or("")),
             seg(t.holds, "--holds"),
             seg(t.contradicted, "--contra"),
             seg(t.unstable, "--unstable"),

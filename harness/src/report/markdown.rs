@@ -50,8 +50,8 @@ pub fn render(
 
     // Kernels.
     let _ = writeln!(w, "## Kernels\n");
-    let _ = writeln!(w, "| kernel | version | measured release | run | holds | contradicted | unstable | not measured | other scope: agrees / disagrees |");
-    let _ = writeln!(w, "|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(w, "| kernel | version | measured release | measured as | run | holds | contradicted | unstable | not measured | other scope: agrees / disagrees |");
+    let _ = writeln!(w, "|---|---|---|---|---|---|---|---|---|---|");
     for (i, k) in evaluation.kernels.iter().enumerate() {
         let t = evaluation.tally(i);
         let run = match &k.unavailable {
@@ -60,10 +60,11 @@ pub fn render(
         };
         let _ = writeln!(
             w,
-            "| {} | {} | {} | {run} | {} | {} | {} | {} | {} / {} |",
+            "| {} | {} | {} | {} | {run} | {} | {} | {} | {} | {} / {} |",
             k.kernel,
             k.version.as_deref().unwrap_or("–"),
             k.release.as_deref().unwrap_or("–"),
+            k.measured_as.as_deref().unwrap_or("–"),
             t.holds,
             t.contradicted,
             t.unstable,

@@ -353,6 +353,15 @@ mod tests {
             md.contains("❌ contradicted (known)") || md.contains("❌ **contradicted**"),
             "no contradiction rendered"
         );
+        // How each recorded row was measured, for people reproducing it.
+        assert!(
+            md.contains("| tcg · 2 CPUs · 1 worker · shared-memory |"),
+            "deb rows' measuring not shown"
+        );
+        assert!(
+            md.contains("| host · 2 CPUs · 2 workers · stdout |"),
+            "host row's measuring not shown"
+        );
     }
 
     #[test]
