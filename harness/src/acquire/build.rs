@@ -637,11 +637,7 @@ pub(super) fn acquire(
     if let Some(entry) = ctx.cache.entry(&build_key)? {
         if let Some(blob) = ctx.cache.valid_blob(&entry.blob)? {
             provenance.extend(entry.meta);
-            provenance.insert("image_sha256".to_owned(), blob.sha256.clone());
-            return Ok(Acquisition::Image(KernelImage {
-                path: blob.path,
-                provenance,
-            }));
+            return Ok(KernelImage::from_blob(blob, provenance));
         }
     }
 
@@ -806,11 +802,7 @@ pub(super) fn acquire(
     ctx.cache
         .put_entry(&build_key, &image, inputs, meta.clone())?;
     provenance.extend(meta);
-    provenance.insert("image_sha256".to_owned(), image.sha256.clone());
-    Ok(Acquisition::Image(KernelImage {
-        path: image.path,
-        provenance,
-    }))
+    Ok(KernelImage::from_blob(image, provenance))
 }
 
 fn config_enabled(config: &str, option: &str) -> bool {

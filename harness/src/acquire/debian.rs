@@ -321,11 +321,7 @@ pub(super) fn acquire(
         if let Some(blob) = cache.valid_blob(&entry.blob)? {
             let mut provenance = entry.meta;
             provenance.extend(index_meta);
-            provenance.insert("image_sha256".to_owned(), blob.sha256.clone());
-            return Ok(Acquisition::Image(KernelImage {
-                path: blob.path,
-                provenance,
-            }));
+            return Ok(KernelImage::from_blob(blob, provenance));
         }
     }
     let index = parse_index_blob(suite, &index)?;
@@ -390,11 +386,7 @@ pub(super) fn acquire(
         provenance.clone(),
     )?;
     provenance.extend(index_meta);
-    provenance.insert("image_sha256".to_owned(), image.sha256.clone());
-    Ok(Acquisition::Image(KernelImage {
-        path: image.path,
-        provenance,
-    }))
+    Ok(KernelImage::from_blob(image, provenance))
 }
 
 #[cfg(test)]

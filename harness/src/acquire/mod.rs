@@ -108,6 +108,21 @@ pub struct KernelImage {
     pub provenance: BTreeMap<String, String>,
 }
 
+/// The provenance key of the image's own digest, which `record_kernel` reads back.
+const IMAGE_SHA256: &str = "image_sha256";
+
+impl KernelImage {
+    /// The image `blob` (cached, or a file of the user's), its provenance completed with its own
+    /// digest.
+    fn from_blob(blob: Blob, mut provenance: BTreeMap<String, String>) -> Acquisition {
+        provenance.insert(IMAGE_SHA256.to_owned(), blob.sha256);
+        Acquisition::Image(KernelImage {
+            path: blob.path,
+            provenance,
+        })
+    }
+}
+
 /// Obtains the kernel of `spec` (see the module documentation for the order of precedence).
 pub fn acquire(spec: &KernelSpec, ctx: &AcquireContext) -> Result<Acquisition> {
     if matches!(spec.source, KernelSource::Host {}) {
@@ -137,7 +152,7 @@ pub fn acquire(spec: &KernelSpec, ctx: &AcquireContext) -> Result<Acquisition> {
 fn record_kernel(id: &str, image: &KernelImage, ctx: &AcquireContext) -> Result<()> {
     let sha256 = image
         .provenance
-        .get("image_sha256")
+        .get(IMAGE_SHA256)
         .cloned()
         .unwrap_or_default();
     let size = fs::metadata(&image.path)

@@ -7,7 +7,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 
 use super::{is_bzimage, Acquisition, KernelImage};
-use crate::cache::hash_file;
+use crate::cache::{hash_file, Blob};
 
 pub(super) fn acquire(path: &Path) -> Result<Acquisition> {
     match std::fs::metadata(path) {
@@ -31,16 +31,17 @@ pub(super) fn acquire(path: &Path) -> Result<Acquisition> {
             ),
         });
     }
-    let (sha256, _) = hash_file(path).with_context(|| format!("hashing {}", path.display()))?;
+    let (sha256, size) = hash_file(path).with_context(|| format!("hashing {}", path.display()))?;
     let provenance = BTreeMap::from([
         ("source".to_owned(), "path".to_owned()),
         ("path".to_owned(), path.display().to_string()),
-        ("image_sha256".to_owned(), sha256),
     ]);
-    Ok(Acquisition::Image(KernelImage {
+    let image = Blob {
+        sha256,
         path: path.to_owned(),
-        provenance,
-    }))
+        size,
+    };
+    Ok(KernelImage::from_blob(image, provenance))
 }
 
 #[cfg(test)]

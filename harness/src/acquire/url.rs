@@ -124,11 +124,7 @@ pub(super) fn acquire(
                     reason: format!("{url} is not an x86 kernel image (no HdrS boot header)"),
                 });
             }
-            provenance.insert("image_sha256".to_owned(), blob.sha256.clone());
-            Ok(Acquisition::Image(KernelImage {
-                path: blob.path,
-                provenance,
-            }))
+            Ok(KernelImage::from_blob(blob, provenance))
         }
         UrlKind::Deb => {
             provenance.insert("deb_sha256".to_owned(), blob.sha256.clone());
@@ -137,11 +133,7 @@ pub(super) fn acquire(
             if let Some(entry) = ctx.cache.entry(&key)? {
                 if let Some(image) = ctx.cache.valid_blob(&entry.blob)? {
                     provenance.extend(entry.meta);
-                    provenance.insert("image_sha256".to_owned(), image.sha256.clone());
-                    return Ok(Acquisition::Image(KernelImage {
-                        path: image.path,
-                        provenance,
-                    }));
+                    return Ok(KernelImage::from_blob(image, provenance));
                 }
             }
             let (image, member, release) = match image_from_deb(&blob.path, &ctx.cache)? {
@@ -159,11 +151,7 @@ pub(super) fn acquire(
             ctx.cache
                 .put_entry(&key, &image, vec![blob.sha256.clone()], meta.clone())?;
             provenance.extend(meta);
-            provenance.insert("image_sha256".to_owned(), image.sha256.clone());
-            Ok(Acquisition::Image(KernelImage {
-                path: image.path,
-                provenance,
-            }))
+            Ok(KernelImage::from_blob(image, provenance))
         }
     }
 }
