@@ -14,8 +14,8 @@ use wire::shared_log::{self, SEALED};
 
 pub struct Channel {
     raw: RawChannel,
-    /// Keeps the serial port open; stdout needs no keeping.
-    _tty: Option<File>,
+    /// The serial port, kept open (stdout needs no keeping); with no log, records go there.
+    tty: Option<File>,
 }
 
 impl Channel {
@@ -23,7 +23,7 @@ impl Channel {
         if !pid1 {
             return Ok(Channel {
                 raw: RawChannel { log: None, fd: 1 },
-                _tty: None,
+                tty: None,
             });
         }
         let tty = OpenOptions::new().write(true).open("/dev/ttyS1")?;
@@ -45,7 +45,7 @@ impl Channel {
                 log,
                 fd: tty.as_raw_fd(),
             },
-            _tty: Some(tty),
+            tty: Some(tty),
         })
     }
 
@@ -56,7 +56,7 @@ impl Channel {
     /// Where records go, as the header names it: the first line's channel. (A log that fills up
     /// sends what follows to the serial port; the host reads both in order.)
     pub fn kind(&self) -> &'static str {
-        match (self.raw.log, &self._tty) {
+        match (self.raw.log, &self.tty) {
             (Some(_), _) => "shared-memory",
             (None, Some(_)) => "serial",
             (None, None) => "stdout",

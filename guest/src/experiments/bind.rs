@@ -19,8 +19,8 @@ pub fn run(cell: &BindCell, lab: &Lab) -> Measured {
     // Whether A really was in TIME_WAIT: a full TIME_WAIT table closes it outright instead, and
     // then the cell measured a closed socket. The host discards cells where that happened.
     let checks_time_wait = cell.first == FirstState::TimeWait && cell.transport == Transport::Tcp;
-    if checks_time_wait && OVERFLOWS_SEEN.with(|seen| seen.get().is_none()) {
-        time_wait_overflows_since_last_look();
+    if checks_time_wait {
+        start_watching_time_wait_overflows();
     }
     for _ in 0..REPETITIONS {
         if let Err(error) = once(cell, lab, &mut facts) {
@@ -38,6 +38,13 @@ pub fn run(cell: &BindCell, lab: &Lab) -> Measured {
 thread_local! {
     /// TCPTimeWaitOverflow as this worker last read it.
     static OVERFLOWS_SEEN: Cell<Option<u64>> = const { Cell::new(None) };
+}
+
+/// This worker's first reading, so that its first TIME_WAIT cell has a "before".
+fn start_watching_time_wait_overflows() {
+    if OVERFLOWS_SEEN.with(|seen| seen.get().is_none()) {
+        time_wait_overflows_since_last_look();
+    }
 }
 
 /// Overflows of the TIME_WAIT table since this worker last looked (`None` when the kernel does
