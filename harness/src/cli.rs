@@ -7,8 +7,8 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
+use crate::boot::vm::Accel;
 use crate::run::{self, AccelChoice, RunOptions};
-use crate::vm::Accel;
 use crate::{matrix, ExitKind};
 
 #[derive(Debug, Parser)]
@@ -71,18 +71,18 @@ enum Command {
         scratch: PathBuf,
     },
     /// Print the kernel matrix (ids, versions, sources), for people or (--json) a CI engine.
-    List(crate::list::ListArgs),
+    List(crate::commands::list::ListArgs),
     /// Find the first kernel, in an ordered list of kernels, where one experiment's outcome differs
     /// from a good kernel's; boots only O(log n) kernels.
-    Bisect(crate::bisect::BisectArgs),
+    Bisect(crate::commands::bisect::BisectArgs),
     /// Boot one kernel, run one experiment and exit 0 when its outcome is OUTCOME, 1 when it is
     /// not, 125 when it could not be measured (for `git bisect run`).
-    Check(crate::check::CheckArgs),
+    Check(crate::commands::check::CheckArgs),
     /// Build the kernel tree DIR at its current checkout with the minimal guest config and print
     /// the bzImage path; exits 125 when the tree cannot be built (for `git bisect run`).
-    BuildKernel(crate::check::BuildKernelArgs),
+    BuildKernel(crate::commands::check::BuildKernelArgs),
     /// Export result directories as KernelCI KCIDB v4 JSON (checkouts, builds, tests).
-    Kcidb(crate::kcidb::KcidbArgs),
+    Kcidb(crate::report::kcidb::KcidbArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -135,11 +135,15 @@ pub fn main() -> Result<ExitCode> {
             .map_err(|e| anyhow::Error::new(ExitKind::Usage.wrap(format!("{e:#}"))))
     };
     match cli.command {
-        Command::List(args) => crate::list::main(&args, &cli.kernels, &cli.claims),
-        Command::Bisect(args) => crate::bisect::main(&args, &cli.kernels, cli.offline),
-        Command::Check(args) => Ok(crate::check::main(&args, &cli.kernels, cli.offline)),
-        Command::BuildKernel(args) => crate::check::build_kernel_main(&args, cli.offline),
-        Command::Kcidb(args) => crate::kcidb::main(&args, &cli.claims),
+        Command::List(args) => crate::commands::list::main(&args, &cli.kernels, &cli.claims),
+        Command::Bisect(args) => crate::commands::bisect::main(&args, &cli.kernels, cli.offline),
+        Command::Check(args) => Ok(crate::commands::check::main(
+            &args,
+            &cli.kernels,
+            cli.offline,
+        )),
+        Command::BuildKernel(args) => crate::commands::check::build_kernel_main(&args, cli.offline),
+        Command::Kcidb(args) => crate::report::kcidb::main(&args, &cli.claims),
         Command::Run(args) => {
             let m = load()?;
             let kernels = if args.kernel.is_empty() {
@@ -153,7 +157,7 @@ pub fn main() -> Result<ExitCode> {
                     .wrap(format!("--only: no experiment id matches {unknown:?}"))
                     .into());
             }
-            crate::prereq::ensure_qemu()?;
+            crate::obtain::prereq::ensure_qemu()?;
             std::fs::create_dir_all(&args.out)
                 .with_context(|| format!("creating results directory {}", args.out.display()))?;
             let opts = RunOptions {
@@ -167,8 +171,8 @@ pub fn main() -> Result<ExitCode> {
                 },
                 retries: args.retries,
                 resume: args.resume,
-                acquire: crate::acquire::AcquireContext::new(
-                    &crate::guest_binary::workspace_root(),
+                acquire: crate::obtain::acquire::AcquireContext::new(
+                    &crate::obtain::guest_binary::workspace_root(),
                     cli.offline,
                 )?,
             };
@@ -177,7 +181,7 @@ pub fn main() -> Result<ExitCode> {
             let results = run::run_matrix(&kernels, &opts)?;
             write_report(&claims, &results, &args.report)?;
             if let Some(old) = baseline {
-                let changes = crate::diff::diff(&old, &results);
+                let changes = crate::judge::diff::diff(&old, &results);
                 if !changes.is_empty() {
                     eprintln!("{changes}");
                     return Err(ExitKind::Failed
@@ -202,10 +206,11 @@ pub fn main() -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Images { action } => {
-            let root = crate::cache::default_root(&crate::guest_binary::workspace_root());
+            let root =
+                crate::obtain::cache::default_root(&crate::obtain::guest_binary::workspace_root());
             match action.as_str() {
                 "verify" => {
-                    let (text, clean) = crate::cache::verify_command(&root)?;
+                    let (text, clean) = crate::obtain::cache::verify_command(&root)?;
                     println!("{text}");
                     Ok(if clean {
                         ExitCode::SUCCESS
@@ -217,12 +222,16 @@ pub fn main() -> Result<ExitCode> {
                     let ids = load()?.kernels.iter().map(|k| k.id.clone()).collect();
                     println!(
                         "{}",
-                        crate::cache::prune_command(&root, &ids, crate::cache::DEFAULT_PRUNE_AGE)?
+                        crate::obtain::cache::prune_command(
+                            &root,
+                            &ids,
+                            crate::obtain::cache::DEFAULT_PRUNE_AGE
+                        )?
                     );
                     Ok(ExitCode::SUCCESS)
                 }
                 _ => {
-                    println!("{}", crate::cache::list_command(&root)?);
+                    println!("{}", crate::obtain::cache::list_command(&root)?);
                     Ok(ExitCode::SUCCESS)
                 }
             }
@@ -240,19 +249,19 @@ pub fn main() -> Result<ExitCode> {
                 m.select(&kernel)
             }
             .map_err(|e| ExitKind::Usage.wrap(format!("{e:#}")))?;
-            crate::prereq::ensure_qemu()?;
-            let opts = crate::bench::BenchOptions {
-                repo_root: crate::guest_binary::workspace_root(),
+            crate::obtain::prereq::ensure_qemu()?;
+            let opts = crate::commands::bench::BenchOptions {
+                repo_root: crate::obtain::guest_binary::workspace_root(),
                 scratch,
                 accel: AccelChoice::Auto,
                 warm_only,
                 repeat: repeat as usize,
             };
-            crate::bench::bench(&kernels, &opts)?;
+            crate::commands::bench::bench(&kernels, &opts)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Diff { old, new } => {
-            let changes = crate::diff::diff(&load_results(&old)?, &load_results(&new)?);
+            let changes = crate::judge::diff::diff(&load_results(&old)?, &load_results(&new)?);
             println!("{changes}");
             Ok(if changes.is_empty() {
                 ExitCode::SUCCESS
@@ -263,8 +272,8 @@ pub fn main() -> Result<ExitCode> {
     }
 }
 
-fn load_claims(path: &std::path::Path) -> Result<crate::claims::ClaimSet> {
-    crate::claims::load(path).map_err(|e| ExitKind::Usage.wrap(format!("{e:#}")).into())
+fn load_claims(path: &std::path::Path) -> Result<crate::judge::claims::ClaimSet> {
+    crate::judge::claims::load(path).map_err(|e| ExitKind::Usage.wrap(format!("{e:#}")).into())
 }
 
 fn load_results(dir: &std::path::Path) -> Result<Vec<crate::results::KernelResult>> {
@@ -280,12 +289,12 @@ fn load_results(dir: &std::path::Path) -> Result<Vec<crate::results::KernelResul
 
 /// Judges, renders and prints where the report went with a one-line tally.
 fn write_report(
-    claims: &crate::claims::ClaimSet,
+    claims: &crate::judge::claims::ClaimSet,
     results: &[crate::results::KernelResult],
     out: &std::path::Path,
 ) -> Result<()> {
-    let evaluation = crate::evaluate::evaluate(claims, results);
-    let evolution = crate::evolution::analyse(results, claims);
+    let evaluation = crate::judge::evaluate::evaluate(claims, results);
+    let evolution = crate::judge::evolution::analyse(results, claims);
     let paths = crate::report::write_all(out, &evaluation, &evolution, results)?;
     eprintln!(
         "harness: report: {}",

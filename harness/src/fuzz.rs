@@ -7,7 +7,7 @@
 
 use proptest::prelude::*;
 
-use crate::transcript;
+use crate::boot::transcript;
 
 const REAL_CHANNEL: &[u8] = include_bytes!("../tests/fixtures/transcripts/deb-6.1.records.log");
 const KERNELS_YAML: &str = include_str!("../../kernels.yaml");
@@ -144,7 +144,7 @@ proptest! {
 
     #[test]
     fn claims_loader_survives_any_text(text in "(?s).{0,600}") {
-        let _ = crate::claims::parse(&text, "fuzz.yaml");
+        let _ = crate::judge::claims::parse(&text, "fuzz.yaml");
     }
 
     #[test]
@@ -152,7 +152,7 @@ proptest! {
         edits in proptest::collection::vec(edit(), 1..6)
     ) {
         let text = mutate_text(CLAIMS_YAML, &edits);
-        if let Err(e) = crate::claims::parse(&text, "claims.yaml") {
+        if let Err(e) = crate::judge::claims::parse(&text, "claims.yaml") {
             prop_assert!(e.to_string().starts_with("claims.yaml"), "{e}");
         }
     }
@@ -162,5 +162,5 @@ proptest! {
 fn the_seed_corpus_is_what_it_claims_to_be() {
     assert!(transcript::parse(REAL_CHANNEL).header.is_some());
     crate::matrix::parse(KERNELS_YAML, "kernels.yaml").unwrap();
-    crate::claims::parse(CLAIMS_YAML, "claims.yaml").unwrap();
+    crate::judge::claims::parse(CLAIMS_YAML, "claims.yaml").unwrap();
 }

@@ -56,7 +56,7 @@ pub fn install() -> Result<()> {
             let mut running = running();
             running.interrupted = true;
             for &pgid in &running.groups {
-                crate::vm::kill_group(pgid);
+                crate::boot::vm::kill_group(pgid);
             }
             eprintln!(
                 "harness: interrupted (signal {signal}); {} process group(s) killed; finished kernels are saved, `harness run --resume` continues",

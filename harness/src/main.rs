@@ -1,34 +1,18 @@
 //! harness: boots kernels in QEMU, runs the guest, judges the documents' claims and writes the
 //! compatibility report. See ARCHITECTURE.md for the map.
 
-mod acquire;
-mod bench;
-mod bisect;
-mod cache;
-#[cfg(test)]
-mod cache_faults;
-mod check;
-mod claims;
+mod boot;
 mod cli;
-mod diff;
-mod evaluate;
-mod evolution;
+mod commands;
 #[cfg(test)]
 mod fuzz;
-mod guest_binary;
-mod initramfs;
 mod interrupt;
-mod kcidb;
-mod list;
+mod judge;
 mod matrix;
-mod namespace;
-mod prereq;
+mod obtain;
 mod report;
 mod results;
 mod run;
-mod stats;
-mod transcript;
-mod vm;
 mod yaml;
 
 use std::process::ExitCode;

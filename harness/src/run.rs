@@ -13,11 +13,11 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result};
 
-use crate::acquire::{self, Acquisition};
+use crate::boot::transcript::{self, Transcript};
+use crate::boot::vm::{self, Accel, Exit, GuestRun};
 use crate::matrix::KernelSpec;
+use crate::obtain::acquire::{self, Acquisition};
 use crate::results::{self, Attempt, KernelResult, RunOutcome};
-use crate::transcript::{self, Transcript};
-use crate::vm::{self, Accel, Exit, GuestRun};
 use crate::ExitKind;
 
 /// Which accelerator to use.
@@ -75,8 +75,8 @@ pub fn run_matrix(kernels: &[&KernelSpec], opts: &RunOptions) -> Result<Vec<Kern
         .join(".work")
         .join(format!("run-{}", std::process::id()));
     check_writable(&opts.out, &scratch)?;
-    let guest = crate::guest_binary::static_guest()?;
-    let initrd = crate::initramfs::for_guest(&guest, opts.acquire.cache.root())?;
+    let guest = crate::obtain::guest_binary::static_guest()?;
+    let initrd = crate::boot::initramfs::for_guest(&guest, opts.acquire.cache.root())?;
     let shared = Shared {
         opts,
         guest,
@@ -208,7 +208,8 @@ fn one_kernel(spec: &KernelSpec, shared: &Shared<'_>) -> Result<KernelResult> {
             result.run = RunOutcome::Unavailable { reason };
         }
         Acquisition::Host => {
-            let run = crate::namespace::run(&shared.guest, &opts.selection, timeout, &workdir)?;
+            let run =
+                crate::boot::namespace::run(&shared.guest, &opts.selection, timeout, &workdir)?;
             judge(&mut result, "host", &run, timeout, true);
         }
         Acquisition::Image(image) => {
@@ -306,7 +307,7 @@ fn pick_accel(shared: &Shared<'_>, kernel: &Path, workdir: &Path) -> Result<Acce
         .and_then(|b| serde_json::from_slice::<KvmVerdict>(&b).ok())
         .filter(|v| {
             v.host == host
-                && crate::cache::now_secs().saturating_sub(v.at) < KVM_VERDICT_TTL.as_secs()
+                && crate::obtain::cache::now_secs().saturating_sub(v.at) < KVM_VERDICT_TTL.as_secs()
         });
     let cached = remembered.is_some();
     let works = match remembered {
@@ -325,7 +326,7 @@ fn pick_accel(shared: &Shared<'_>, kernel: &Path, workdir: &Path) -> Result<Acce
             let verdict = KvmVerdict {
                 host,
                 works,
-                at: crate::cache::now_secs(),
+                at: crate::obtain::cache::now_secs(),
             };
             results::write_atomically(&verdict_file, &serde_json::to_vec(&verdict)?)?;
             works

@@ -5,9 +5,9 @@
 
 use std::fmt::Write;
 
-use crate::claims::{Check, Document};
-use crate::evaluate::{Evaluation, Verdict};
-use crate::evolution::Evolution;
+use crate::judge::claims::{Check, Document};
+use crate::judge::evaluate::{Evaluation, Verdict};
+use crate::judge::evolution::Evolution;
 
 use super::{
     cell, escape_html as h, kernel_heading, CostCell, DistributionCell, DistributionTable,
@@ -518,8 +518,8 @@ fn cost_bars(c: &CostCell) -> String {
     let top = c.ns_per_flow.iter().copied().fold(0.0, f64::max).max(1.0) * 1.1;
     let bar_w = width / n - 6.0;
     let colour = match c.growth {
-        Some(g) if g <= crate::evolution::FLAT_RATIO => "#2e9d5b",
-        Some(g) if g >= crate::evolution::GROWS_RATIO => "#d1343a",
+        Some(g) if g <= crate::judge::evolution::FLAT_RATIO => "#2e9d5b",
+        Some(g) if g >= crate::judge::evolution::GROWS_RATIO => "#d1343a",
         _ => "#e69a1c",
     };
     let mut s = format!(

@@ -3,8 +3,8 @@
 
 use serde::Serialize;
 
-use crate::evaluate::Evaluation;
-use crate::evolution::Evolution;
+use crate::judge::evaluate::Evaluation;
+use crate::judge::evolution::Evolution;
 
 use super::DistributionTable;
 

@@ -7,7 +7,7 @@
 
 use std::fmt::Write;
 
-use crate::evaluate::{Evaluation, Verdict};
+use crate::judge::evaluate::{Evaluation, Verdict};
 
 use super::escape_html as xml;
 

@@ -3,9 +3,9 @@
 
 use std::fmt::Write;
 
-use crate::claims::{Check, Document};
-use crate::evaluate::{Evaluation, Verdict};
-use crate::evolution::Evolution;
+use crate::judge::claims::{Check, Document};
+use crate::judge::evaluate::{Evaluation, Verdict};
+use crate::judge::evolution::Evolution;
 
 use super::{cell, kernel_heading, DistributionTable};
 

@@ -5,6 +5,7 @@
 mod html;
 mod json;
 mod junit;
+pub mod kcidb;
 mod markdown;
 
 use std::path::{Path, PathBuf};
@@ -13,10 +14,10 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 use wire::Fact;
 
-use crate::evaluate::{self, Agreement, Evaluation, Verdict};
-use crate::evolution::Evolution;
+use crate::judge::evaluate::{self, Agreement, Evaluation, Verdict};
+use crate::judge::evolution::Evolution;
+use crate::judge::stats;
 use crate::results::{self, KernelResult};
-use crate::stats;
 
 pub use html::render as render_html;
 pub use json::render as render_json;
@@ -92,7 +93,7 @@ impl DistributionCell {
     pub fn good(&self) -> bool {
         match (self.steered, &self.chi_square) {
             (Some((steered, total)), _) => total > 0 && steered == total,
-            (None, Some(t)) => t.p_value >= crate::evolution::EVEN_P,
+            (None, Some(t)) => t.p_value >= crate::judge::evolution::EVEN_P,
             (None, None) => false,
         }
     }
@@ -105,7 +106,7 @@ impl DistributionCell {
         match &self.chi_square {
             Some(t) => parts.push(format!(
                 "{} (p {}, spread {})",
-                if t.p_value >= crate::evolution::EVEN_P {
+                if t.p_value >= crate::judge::evolution::EVEN_P {
                     "even"
                 } else {
                     "uneven"
@@ -295,8 +296,8 @@ mod tests {
     use std::process::Command;
 
     use super::*;
-    use crate::evaluate::{evaluate, fixtures};
-    use crate::evolution::analyse;
+    use crate::judge::evaluate::{evaluate, fixtures};
+    use crate::judge::evolution::analyse;
 
     /// `target/` of this build, found from the test binary (`target/<profile>/deps/harness-…`), so
     /// the screenshot lands there whatever CARGO_TARGET_DIR says.

@@ -7,7 +7,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 
 use super::{is_bzimage, Acquisition, KernelImage};
-use crate::cache::{hash_file, Blob};
+use crate::obtain::cache::{hash_file, Blob};
 
 pub(super) fn acquire(path: &Path) -> Result<Acquisition> {
     match std::fs::metadata(path) {
@@ -76,7 +76,7 @@ mod tests {
         assert_eq!(found.path, image);
         assert_eq!(
             found.provenance["image_sha256"],
-            crate::cache::sha256_hex(&bytes)
+            crate::obtain::cache::sha256_hex(&bytes)
         );
     }
 }

@@ -15,8 +15,8 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
 use super::{fetch_failure, image_from_deb, is_bzimage, AcquireContext, Acquisition, KernelImage};
-use crate::cache::{Blob, Cache, FetchError};
 use crate::matrix::UrlKind;
+use crate::obtain::cache::{Blob, Cache, FetchError};
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -184,7 +184,7 @@ mod tests {
             repo_root: repo_root.to_owned(),
             cache: Cache::open(cache_root, false).unwrap(),
             jobs: 1,
-            debian_mirror: crate::acquire::debian::DEFAULT_MIRROR.to_owned(),
+            debian_mirror: crate::obtain::acquire::debian::DEFAULT_MIRROR.to_owned(),
         }
     }
 
@@ -195,10 +195,13 @@ mod tests {
             .unwrap()
             .to_owned();
         let shared = AcquireContext::new(&root, false).unwrap();
-        let (index, _) =
-            crate::acquire::debian::package_index("sid", &shared.debian_mirror, &shared.cache)
-                .unwrap()
-                .unwrap();
+        let (index, _) = crate::obtain::acquire::debian::package_index(
+            "sid",
+            &shared.debian_mirror,
+            &shared.cache,
+        )
+        .unwrap()
+        .unwrap();
         let stanza = index
             .get("linux-base-cloud-amd64")
             .expect("sid has linux-base-cloud-amd64");

@@ -346,7 +346,7 @@ pub fn kvm_works(kernel: &Path, initrd: &Path, workdir: &Path, limit: Duration) 
         workdir: workdir.to_path_buf(),
     };
     let run = boot(&probe)?;
-    let transcript = crate::transcript::parse(&run.channel);
+    let transcript = crate::boot::transcript::parse(&run.channel);
     Ok(run.exit != Exit::TimedOut && transcript.trailer.is_some())
 }
 

@@ -57,8 +57,8 @@ fn list(args: &ListArgs, kernels_yaml: &Path, claims_yaml: &Path) -> Result<Exit
     let mut stdout = std::io::stdout().lock();
     let json = args.json || args.github_output.is_some();
     let line = if args.what == ListWhat::Claims {
-        let claims =
-            crate::claims::load(claims_yaml).map_err(|e| ExitKind::Usage.wrap(format!("{e:#}")))?;
+        let claims = crate::judge::claims::load(claims_yaml)
+            .map_err(|e| ExitKind::Usage.wrap(format!("{e:#}")))?;
         let rows: Vec<serde_json::Value> = claims
             .claims
             .iter()
@@ -67,7 +67,7 @@ fn list(args: &ListArgs, kernels_yaml: &Path, claims_yaml: &Path) -> Result<Exit
                     "claim": c.id,
                     "doc": c.doc.file_name(),
                     "scope": c.scope.to_string(),
-                    "measured": matches!(c.check, crate::claims::Check::Measured(_)),
+                    "measured": matches!(c.check, crate::judge::claims::Check::Measured(_)),
                     "expected_difference": c.expected_difference,
                 })
             })

@@ -1,7 +1,7 @@
 //! `harness check` and `harness build-kernel`: one kernel, one experiment, one answer in the exit
 //! code, so that `git bisect run` can drive the harness over a kernel git tree (docs/bisect.md).
 //!
-//! An experiment's outcome is its [`Signature`] (crate::evolution): outcome facts as stable values,
+//! An experiment's outcome is its [`Signature`] (crate::judge::evolution): outcome facts as stable values,
 //! distribution and steering facts reduced to statistics, never raw member labels or counts (which
 //! member gets a flow depends on a per-boot hash secret). OUTCOME names aspects of it:
 //! `--expect b_bind=EADDRINUSE`, `--expect 'steering=all steered'`; every one given must match.
@@ -18,11 +18,11 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 
-use crate::evolution::{self, Signature};
+use crate::boot::vm::Accel;
+use crate::judge::evolution::{self, Signature};
 use crate::matrix::{BuildSource, KernelSource, KernelSpec};
 use crate::results::{KernelResult, RunOutcome};
 use crate::run::{self, AccelChoice, RunOptions};
-use crate::vm::Accel;
 use crate::ExitKind;
 
 /// `check`'s "skip" exit, as `git bisect run` reads it.
@@ -214,8 +214,8 @@ pub fn measure(
         },
         retries: boot.retries,
         resume: false,
-        acquire: crate::acquire::AcquireContext::new(
-            &crate::guest_binary::workspace_root(),
+        acquire: crate::obtain::acquire::AcquireContext::new(
+            &crate::obtain::guest_binary::workspace_root(),
             offline,
         )?,
     };
@@ -328,7 +328,7 @@ fn check(args: &CheckArgs, kernels_yaml: &Path, offline: bool) -> Result<ExitCod
         .map(|e| Expected::parse(e).map_err(|m| ExitKind::Usage.wrap(m)))
         .collect::<Result<_, _>>()?;
     let spec = kernel_spec(&args.kernel, "check", kernels_yaml)?;
-    crate::prereq::ensure_qemu()?;
+    crate::obtain::prereq::ensure_qemu()?;
     let temporary;
     let out = match &args.boot.out {
         Some(out) => out.clone(),
@@ -376,27 +376,32 @@ pub fn build_kernel_main(args: &BuildKernelArgs, offline: bool) -> Result<ExitCo
         source: tree_source(&args.dir)?,
         boot: Default::default(),
     };
-    let ctx = crate::acquire::AcquireContext::new(&crate::guest_binary::workspace_root(), offline)?;
-    match crate::acquire::acquire(&spec, &ctx)? {
-        crate::acquire::Acquisition::Image(image) => {
+    let ctx = crate::obtain::acquire::AcquireContext::new(
+        &crate::obtain::guest_binary::workspace_root(),
+        offline,
+    )?;
+    match crate::obtain::acquire::acquire(&spec, &ctx)? {
+        crate::obtain::acquire::Acquisition::Image(image) => {
             for (key, value) in &image.provenance {
                 eprintln!("harness: {key}: {value}");
             }
             println!("{}", image.path.display());
             Ok(ExitCode::SUCCESS)
         }
-        crate::acquire::Acquisition::Unavailable { reason } => {
+        crate::obtain::acquire::Acquisition::Unavailable { reason } => {
             eprintln!("harness: cannot build {}: {reason}", args.dir.display());
             Ok(ExitCode::from(SKIP))
         }
-        crate::acquire::Acquisition::Host => unreachable!("a build source is never the host"),
+        crate::obtain::acquire::Acquisition::Host => {
+            unreachable!("a build source is never the host")
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::evolution::Aspect;
+    use crate::judge::evolution::Aspect;
 
     fn signature(aspects: &[(&str, &str, bool)]) -> Signature {
         Signature(

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 
-use crate::vm::{run_watched, GuestRun};
+use crate::boot::vm::{run_watched, GuestRun};
 
 pub fn run(
     guest: &Path,

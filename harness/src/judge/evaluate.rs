@@ -11,9 +11,9 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use wire::{ExperimentRecord, Fact, Status};
 
-use crate::claims::{Check, Claim, ClaimSet, Expect, Scope, Test, Version};
+use crate::judge::claims::{Check, Claim, ClaimSet, Expect, Scope, Test, Version};
+use crate::judge::stats;
 use crate::results::{KernelResult, RunOutcome};
-use crate::stats;
 
 /// Judgement of one claim on one kernel.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -806,7 +806,7 @@ pub fn format_spread(spread: Option<f64>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::claims::{Document, VersionRange};
+    use crate::judge::claims::{Document, VersionRange};
 
     fn on(id: &str) -> Test {
         Test {
@@ -854,7 +854,7 @@ mod tests {
                     why: format!("kernel unavailable: {reason}")
                 }
             );
-            let other_os = judge(&claim(Scope::Os(crate::claims::OtherOs::Bsd)), k);
+            let other_os = judge(&claim(Scope::Os(crate::judge::claims::OtherOs::Bsd)), k);
             assert_eq!(other_os.label(), "out-of-scope");
             assert_eq!(other_os.agreement(), Some(Agreement::Unknown));
             let newer = Scope::Linux(VersionRange::try_from(">=99".to_string()).unwrap());
@@ -898,7 +898,7 @@ mod tests {
 pub(crate) mod fixtures {
     use std::path::{Path, PathBuf};
 
-    use crate::claims::{self, ClaimSet};
+    use crate::judge::claims::{self, ClaimSet};
     use crate::results::{self, KernelResult, RunOutcome};
 
     pub fn dir() -> PathBuf {
@@ -1146,8 +1146,10 @@ mod tests_on_fixtures {
             why.contains(cell) && why.contains("TIME_WAIT table overflowed 2 time(s)"),
             "{why}"
         );
-        let signature = crate::evolution::signature(record_of(&results, "deb-6.1", cell));
-        assert!(signature.0.contains_key(crate::evolution::ENVIRONMENT));
+        let signature = crate::judge::evolution::signature(record_of(&results, "deb-6.1", cell));
+        assert!(signature
+            .0
+            .contains_key(crate::judge::evolution::ENVIRONMENT));
     }
 
     fn record_of<'a>(results: &'a [KernelResult], kernel: &str, id: &str) -> &'a ExperimentRecord {

@@ -16,8 +16,8 @@ use anyhow::Result;
 use serde_json::{json, Map, Value};
 use wire::{Fact, Status};
 
-use crate::claims::ClaimSet;
-use crate::evaluate::{self, Verdict};
+use crate::judge::claims::ClaimSet;
+use crate::judge::evaluate::{self, Verdict};
 use crate::results::{KernelResult, RunOutcome};
 use crate::ExitKind;
 
@@ -62,8 +62,8 @@ pub fn main(args: &KcidbArgs, claims_yaml: &std::path::Path) -> Result<ExitCode>
             ))
             .into());
     }
-    let claims =
-        crate::claims::load(claims_yaml).map_err(|e| ExitKind::Usage.wrap(format!("{e:#}")))?;
+    let claims = crate::judge::claims::load(claims_yaml)
+        .map_err(|e| ExitKind::Usage.wrap(format!("{e:#}")))?;
     let mut merged: BTreeMap<String, KernelResult> = BTreeMap::new();
     for dir in &args.dirs {
         let results =
@@ -259,7 +259,7 @@ fn kernel_records(
         let path = format!("{prefix}.{}", path_part(&record.id));
         let mut t = test(path.clone(), experiment_status(&record.status));
         t["duration"] = json!(record.elapsed_us as f64 / 1e6);
-        let signature: BTreeMap<String, String> = crate::evolution::signature(record)
+        let signature: BTreeMap<String, String> = crate::judge::evolution::signature(record)
             .0
             .into_iter()
             .map(|(k, a)| (k, a.value))
@@ -372,7 +372,7 @@ pub fn numbers(name: &str, fact: &Fact) -> Vec<(String, Value)> {
 /// Loads the results the tests read (used by the unit tests below).
 #[cfg(test)]
 fn fixture(kernel: &str) -> KernelResult {
-    let path = crate::guest_binary::workspace_root()
+    let path = crate::obtain::guest_binary::workspace_root()
         .join("harness/tests/fixtures/results")
         .join(format!("{kernel}.json"));
     crate::results::load(&path).unwrap_or_else(|e| panic!("{}: {e:#}", path.display()))
@@ -391,9 +391,10 @@ mod tests {
 
     #[test]
     fn recorded_results_map_onto_valid_kcidb_records() {
-        let claims =
-            crate::claims::load(&crate::guest_binary::workspace_root().join("claims.yaml"))
-                .unwrap();
+        let claims = crate::judge::claims::load(
+            &crate::obtain::guest_binary::workspace_root().join("claims.yaml"),
+        )
+        .unwrap();
         let results = vec![fixture("deb-6.1"), fixture("3.8")];
         let doc = export(&results, &claims, "rph", "reuse");
         assert_eq!(doc["version"], json!({"major": 4, "minor": 5}));

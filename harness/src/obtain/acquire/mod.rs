@@ -29,8 +29,8 @@ use std::path::{Component, Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
-use crate::cache::{Blob, Cache, FetchError};
 use crate::matrix::{KernelSource, KernelSpec};
+use crate::obtain::cache::{Blob, Cache, FetchError};
 
 /// A value, or the reason this machine cannot have it (an unreachable host, a missing file):
 /// the inner layer of `anyhow::Result<OrReason<T>>`, whose outer `Err` is the harness failing.
@@ -51,7 +51,7 @@ pub struct AcquireContext {
 impl AcquireContext {
     /// A context with defaults: cache at `images/cache`, one make job per CPU, Debian's CDN.
     pub fn new(repo_root: &Path, offline: bool) -> Result<AcquireContext> {
-        let cache = Cache::open(&crate::cache::default_root(repo_root), offline)?;
+        let cache = Cache::open(&crate::obtain::cache::default_root(repo_root), offline)?;
         let jobs = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1);
@@ -689,7 +689,7 @@ mod tests {
         assert_eq!(image.provenance["source"], "override");
         assert_eq!(
             image.provenance["image_sha256"],
-            crate::cache::sha256_hex(&bytes)
+            crate::obtain::cache::sha256_hex(&bytes)
         );
         // bzImage wins over other names.
         let preferred = root.path().join("images/3.8/bzImage");

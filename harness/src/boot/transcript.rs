@@ -237,7 +237,7 @@ mod tests {
     /// A record channel captured from a real boot (Debian 6.1 under TCG, `--only
     /// options,selftest.crash,selftest.garbage`): 8 records, one of them a crash, and the garbage
     /// self-test's stray line that carries the record marker and a wrong checksum.
-    const REAL: &[u8] = include_bytes!("../tests/fixtures/transcripts/deb-6.1.records.log");
+    const REAL: &[u8] = include_bytes!("../../tests/fixtures/transcripts/deb-6.1.records.log");
 
     fn lines(bytes: &[u8]) -> Vec<&[u8]> {
         bytes.split_inclusive(|&b| b == b'\n').collect()
@@ -404,11 +404,11 @@ mod tests {
     }
 
     const CLEAN_CONSOLE: &str =
-        include_str!("../tests/fixtures/transcripts/deb-6.1.clean.console.log");
+        include_str!("../../tests/fixtures/transcripts/deb-6.1.clean.console.log");
     const EXIT_INIT_CONSOLE: &str =
-        include_str!("../tests/fixtures/transcripts/deb-6.1.exit-init.console.log");
+        include_str!("../../tests/fixtures/transcripts/deb-6.1.exit-init.console.log");
     const EARLY_DEATH_CONSOLE: &str =
-        include_str!("../tests/fixtures/transcripts/deb-6.1.early-death.console.log");
+        include_str!("../../tests/fixtures/transcripts/deb-6.1.early-death.console.log");
 
     #[test]
     fn panic_lines_and_tails_of_real_consoles() {

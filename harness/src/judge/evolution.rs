@@ -11,10 +11,12 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use wire::{ExperimentRecord, Fact, Status};
 
-use crate::claims::{ClaimSet, Version};
-use crate::evaluate::{counted, is_bind_fact, kernel_version, ordered, time_wait_overflowed};
+use crate::judge::claims::{ClaimSet, Version};
+use crate::judge::evaluate::{
+    counted, is_bind_fact, kernel_version, ordered, time_wait_overflowed,
+};
+use crate::judge::stats;
 use crate::results::{KernelResult, RunOutcome};
-use crate::stats;
 
 /// One aspect of an experiment's behaviour, as compared across kernels.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -756,7 +758,7 @@ mod tests {
     /// signatures agree.
     #[test]
     fn reuseport_members_are_read_as_their_group() {
-        let results = crate::evaluate::fixtures::results();
+        let results = crate::judge::evaluate::fixtures::results();
         let id = "lookup.udp.plain-specific-beside-group";
         let sigs: Vec<Signature> = ["deb-6.1", "host", "deb-7.2"]
             .iter()
@@ -773,7 +775,7 @@ mod tests {
     /// Different boots give different counts; the signatures compare the statistics only.
     #[test]
     fn distribution_compares_statistics_not_counts() {
-        let results = crate::evaluate::fixtures::results();
+        let results = crate::judge::evaluate::fixtures::results();
         for id in ["dist.udp.v4.specific.n4", "dist.tcp.v6.wildcard.n16"] {
             let records: Vec<&ExperimentRecord> = ["deb-6.1", "host", "deb-7.2"]
                 .iter()
@@ -796,7 +798,7 @@ mod tests {
     /// overflowed), so one real record gets disagreeing repetitions planted.
     #[test]
     fn unstable_outcomes_are_named() {
-        let results = crate::evaluate::fixtures::results();
+        let results = crate::judge::evaluate::fixtures::results();
         let id = "bind.tcp.v6any+v4any.time-wait.a-ra.b-none.other-uid";
         let mut planted = record(&results, "deb-6.1", id).unwrap().clone();
         assert!(!signature(&planted).is_unstable());
@@ -840,8 +842,8 @@ mod tests {
 
     #[test]
     fn claimed_change_points_on_the_recorded_matrix() {
-        let results = crate::evaluate::fixtures::results();
-        let claims = crate::evaluate::fixtures::claims();
+        let results = crate::judge::evaluate::fixtures::results();
+        let claims = crate::judge::evaluate::fixtures::claims();
         let evolution = analyse(&results, &claims);
         let added = evolution
             .claimed
@@ -880,8 +882,8 @@ mod tests {
     /// TIME_WAIT cells differ from both Debian neighbours: marked as one kernel alone.
     #[test]
     fn unclaimed_and_lone_changes_on_the_recorded_matrix() {
-        let results = crate::evaluate::fixtures::results();
-        let evolution = analyse(&results, &crate::evaluate::fixtures::claims());
+        let results = crate::judge::evaluate::fixtures::results();
+        let evolution = analyse(&results, &crate::judge::evaluate::fixtures::claims());
         for c in evolution.changes.iter().filter(|c| c.alone.is_some()) {
             let k = c.alone.as_deref().unwrap();
             assert!(k == c.from || k == c.to, "{c:?}");

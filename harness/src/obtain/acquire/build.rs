@@ -39,8 +39,8 @@ use anyhow::{Context, Result};
 use super::{
     unpack_tar_safely, url::pinned_download, AcquireContext, Acquisition, KernelImage, OrReason,
 };
-use crate::cache::{hash_file, sha256_hex, Cache, Progress};
 use crate::matrix::{BuildSource, KernelSpec};
+use crate::obtain::cache::{hash_file, sha256_hex, Cache, Progress};
 
 /// Bumped whenever [`compat_fixes`] changes what it does, so cached builds are redone.
 pub const COMPAT_VERSION: u32 = 1;
@@ -486,7 +486,7 @@ fn git_mirror(url: &str, cache: &Cache) -> Result<OrReason<PathBuf>> {
         .join("git")
         .join(format!("{}.git", &sha256_hex(url.as_bytes())[..16]));
     let _lock = cache.lock_key(&format!("git:{url}"))?;
-    let host = crate::cache::host_of(url);
+    let host = crate::obtain::cache::host_of(url);
     if mirror.exists() {
         if !cache.is_offline() {
             let output = Command::new("git")
@@ -1234,7 +1234,7 @@ mod tests {
             boot: Default::default(),
         };
         let started = Instant::now();
-        let acquisition = crate::acquire::acquire(&spec, &ctx).unwrap();
+        let acquisition = crate::obtain::acquire::acquire(&spec, &ctx).unwrap();
         let Acquisition::Image(image) = acquisition else {
             panic!("building {} failed: {acquisition:?}", tarball.display())
         };
@@ -1255,7 +1255,7 @@ mod tests {
             p["compat"], "none",
             "a current tree needs no compatibility fix: {p:?}"
         );
-        assert!(crate::acquire::is_bzimage(&image.path).unwrap());
+        assert!(crate::obtain::acquire::is_bzimage(&image.path).unwrap());
         let config = fs::read_to_string(&p["config_path"]).unwrap();
         assert_eq!(sha256_hex(config.as_bytes()), p["config_sha256"]);
         for option in REQUIRED_OPTIONS.iter().chain(OPTIONAL_OPTIONS) {
@@ -1276,7 +1276,7 @@ mod tests {
             repo_root: root.to_owned(),
             cache: Cache::open(&root.join("cache"), true).unwrap(),
             jobs: 1,
-            debian_mirror: crate::acquire::debian::DEFAULT_MIRROR.to_owned(),
+            debian_mirror: crate::obtain::acquire::debian::DEFAULT_MIRROR.to_owned(),
         }
     }
 
@@ -1431,7 +1431,8 @@ bzImage:\n\t$(CC) -c $(CURDIR)/broken.c -o $(O)/broken.o\n";
             ("broken.c", "int main(void) { return 0 }\n"),
         ]);
         let spec = spec_of(BuildSource::Dir(dir.path().to_owned()));
-        let Acquisition::Unavailable { reason } = crate::acquire::acquire(&spec, &ctx).unwrap()
+        let Acquisition::Unavailable { reason } =
+            crate::obtain::acquire::acquire(&spec, &ctx).unwrap()
         else {
             panic!("a broken tree built")
         };

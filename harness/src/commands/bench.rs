@@ -20,10 +20,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-use crate::acquire::{self, AcquireContext, Acquisition};
+use crate::boot::vm::{self, Accel, Exit};
 use crate::matrix::KernelSpec;
+use crate::obtain::acquire::{self, AcquireContext, Acquisition};
 use crate::run::{self, AccelChoice, RunOptions};
-use crate::vm::{self, Accel, Exit};
 
 pub struct BenchOptions {
     pub repo_root: PathBuf,
@@ -157,7 +157,7 @@ fn run_options(
 
 fn one(spec: &KernelSpec, opts: &BenchOptions) -> Result<Row> {
     let kernels = [spec];
-    let cache_root = crate::cache::default_root(&opts.repo_root);
+    let cache_root = crate::obtain::cache::default_root(&opts.repo_root);
     // Warm: run until a run leaves the cache untouched (the first may still fill it).
     let attempt_warm = || -> Result<(Duration, bool, crate::results::KernelResult)> {
         let before = snapshot(&cache_root);
@@ -228,8 +228,8 @@ fn one(spec: &KernelSpec, opts: &BenchOptions) -> Result<Row> {
     let Acquisition::Image(image) = acquire::acquire(spec, &ctx)? else {
         bail!("{}: no image after a successful run", spec.id);
     };
-    let guest = crate::guest_binary::static_guest()?;
-    let initrd = crate::initramfs::for_guest(&guest, ctx.cache.root())?;
+    let guest = crate::obtain::guest_binary::static_guest()?;
+    let initrd = crate::boot::initramfs::for_guest(&guest, ctx.cache.root())?;
     let mut floors = Vec::new();
     for i in 0..opts.repeat.max(1) {
         let boot = vm::Boot {

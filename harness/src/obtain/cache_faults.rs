@@ -4,7 +4,7 @@
 
 use std::fs::OpenOptions;
 
-use crate::cache::Cache;
+use crate::obtain::cache::Cache;
 
 #[test]
 fn a_truncated_or_emptied_cached_image_is_refused_and_deleted() {

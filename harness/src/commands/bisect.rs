@@ -15,8 +15,8 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 
-use crate::check::{self, BootArgs, Measurement};
-use crate::evolution::Signature;
+use crate::commands::check::{self, BootArgs, Measurement};
+use crate::judge::evolution::Signature;
 use crate::matrix::{KernelSpec, VersionKey};
 use crate::ExitKind;
 
@@ -150,7 +150,7 @@ pub fn main(args: &BisectArgs, kernels_yaml: &Path, offline: bool) -> Result<Exi
             ))
             .into());
     }
-    crate::prereq::ensure_qemu()?;
+    crate::obtain::prereq::ensure_qemu()?;
     let out: PathBuf = args
         .boot
         .out

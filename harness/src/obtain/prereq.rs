@@ -6,7 +6,7 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
-use crate::vm::QEMU;
+use crate::boot::vm::QEMU;
 
 pub fn on_path(program: &str) -> bool {
     std::env::var_os("PATH")

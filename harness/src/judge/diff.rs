@@ -10,7 +10,7 @@ use std::fmt;
 
 use serde::Serialize;
 
-use crate::evolution::{self, AspectChange, Signature};
+use crate::judge::evolution::{self, AspectChange, Signature};
 use crate::results::KernelResult;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -190,7 +190,7 @@ impl fmt::Display for Diff {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::evaluate::fixtures;
+    use crate::judge::evaluate::fixtures;
 
     #[test]
     fn a_run_compared_with_itself_has_no_change() {
@@ -207,7 +207,7 @@ mod tests {
     #[test]
     fn an_upgrade_shows_as_changed_outcomes_by_kernel_and_experiment() {
         let results = fixtures::results();
-        let measured: Vec<&KernelResult> = crate::evaluate::ordered(&results)
+        let measured: Vec<&KernelResult> = crate::judge::evaluate::ordered(&results)
             .into_iter()
             .filter(|k| !k.records.is_empty())
             .collect();

@@ -21,7 +21,7 @@ use super::{fetch_failure, image_from_deb, AcquireContext, Acquisition, KernelIm
 
 /// Provenance about an index: its URL, sha256 and age.
 type IndexFacts = BTreeMap<String, String>;
-use crate::cache::{Blob, Cache, FetchError};
+use crate::obtain::cache::{Blob, Cache, FetchError};
 
 pub const DEFAULT_MIRROR: &str = "http://deb.debian.org/debian";
 
@@ -524,12 +524,12 @@ SHA256: 3333333333333333333333333333333333333333333333333333333333333333
         assert!(p["kernel_release"].starts_with("6.1."), "{p:?}");
         assert!(p["image_member"].starts_with("boot/vmlinuz-6.1."), "{p:?}");
         assert_eq!(
-            crate::cache::hash_file(&image.path).unwrap().0,
+            crate::obtain::cache::hash_file(&image.path).unwrap().0,
             p["image_sha256"]
         );
         let deb = ctx.cache.blob_path(&p["deb_sha256"]);
         assert_eq!(
-            crate::cache::hash_file(&deb).unwrap().0,
+            crate::obtain::cache::hash_file(&deb).unwrap().0,
             p["deb_sha256"],
             "the .deb matches the index's SHA256"
         );
@@ -588,7 +588,7 @@ SHA256: 3333333333333333333333333333333333333333333333333333333333333333
         };
         assert_eq!(again.provenance["image_sha256"], p["image_sha256"]);
         assert_eq!(
-            crate::cache::hash_file(&again.path).unwrap().0,
+            crate::obtain::cache::hash_file(&again.path).unwrap().0,
             p["image_sha256"]
         );
 
@@ -602,7 +602,7 @@ SHA256: 3333333333333333333333333333333333333333333333333333333333333333
             .unwrap();
         assert_eq!(blob.sha256, p["deb_sha256"]);
         assert_eq!(
-            crate::cache::hash_file(&blob.path).unwrap().0,
+            crate::obtain::cache::hash_file(&blob.path).unwrap().0,
             p["deb_sha256"]
         );
         assert_ne!(

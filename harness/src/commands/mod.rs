@@ -1,0 +1,7 @@
+//! Commands built on the pipeline rather than part of it: bisection over kernels, `check` and
+//! `build-kernel` for `git bisect run`, the benchmark, and `harness list`.
+
+pub mod bench;
+pub mod bisect;
+pub mod check;
+pub mod list;
