@@ -10,6 +10,7 @@ mod interrupt;
 mod judge;
 mod matrix;
 mod obtain;
+mod process_group;
 mod report;
 mod results;
 mod run;

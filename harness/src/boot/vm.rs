@@ -17,6 +17,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
+use crate::process_group;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Accel {
@@ -262,45 +264,13 @@ pub fn boot(boot: &Boot) -> Result<GuestRun> {
     })
 }
 
-/// Kills a whole process group when dropped, so no child outlives an early return or a panic.
-pub struct GroupGuard {
-    pgid: Option<i32>,
-}
-
-impl GroupGuard {
-    pub fn disarm(&mut self) {
-        self.pgid = None;
-    }
-}
-
-impl Drop for GroupGuard {
-    fn drop(&mut self) {
-        if let Some(pgid) = self.pgid {
-            kill_group(pgid);
-            crate::interrupt::unregister(pgid);
-        }
-    }
-}
-
-/// SIGTERM to the group, a short grace, then SIGKILL.
-pub fn kill_group(pgid: i32) {
-    use nix::sys::signal::{killpg, Signal};
-    use nix::unistd::Pid;
-    let pid = Pid::from_raw(pgid);
-    if killpg(pid, Signal::SIGTERM).is_ok() {
-        std::thread::sleep(Duration::from_millis(200));
-        let _ = killpg(pid, Signal::SIGKILL);
-    }
-}
-
 /// Runs `cmd` in its own process group, killing the group if it outlives `timeout`.
 pub fn run_watched(mut cmd: Command, timeout: Duration) -> Result<(Exit, Duration)> {
-    use std::os::unix::process::{CommandExt, ExitStatusExt};
-    cmd.process_group(0);
+    use std::os::unix::process::ExitStatusExt;
     let started = Instant::now();
-    let mut child = crate::interrupt::spawn_registered(&mut cmd)?;
+    let mut child = process_group::spawn(&mut cmd)?;
     let pid = child.id() as i32;
-    let mut guard = GroupGuard { pgid: Some(pid) };
+    let mut guard = process_group::Guard::new(pid);
     let exit = loop {
         if let Some(status) = child.try_wait()? {
             break match (status.code(), status.signal()) {
@@ -310,7 +280,7 @@ pub fn run_watched(mut cmd: Command, timeout: Duration) -> Result<(Exit, Duratio
             };
         }
         if started.elapsed() >= timeout {
-            kill_group(pid);
+            process_group::kill(pid);
             let _ = child.wait();
             break Exit::TimedOut;
         }
@@ -322,7 +292,7 @@ pub fn run_watched(mut cmd: Command, timeout: Duration) -> Result<(Exit, Duratio
         nix::sys::signal::Signal::SIGKILL,
     );
     guard.disarm();
-    crate::interrupt::unregister(pid);
+    process_group::unregister(pid);
     Ok((exit, started.elapsed()))
 }
 

@@ -994,10 +994,9 @@ fn run_make(args: &[String], label: &str, log: &Arc<Mutex<fs::File>>) -> Result<
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    // A group of its own, registered with the interrupt handler: a harness stopped by SIGINT or
+    // A group of its own, registered for the interrupt handler: a harness stopped by SIGINT or
     // SIGTERM (a CI timeout) takes `make -j` and every compiler under it down too.
-    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-    let mut child = crate::interrupt::spawn_registered(&mut cmd).context("running make")?;
+    let mut child = crate::process_group::spawn(&mut cmd).context("running make")?;
     let shared = Arc::new(Mutex::new((
         Vec::<String>::new(),
         std::collections::VecDeque::<String>::new(),
@@ -1038,7 +1037,7 @@ fn run_make(args: &[String], label: &str, log: &Arc<Mutex<fs::File>>) -> Result<
     })
     .collect();
     let status = child.wait().context("waiting for make");
-    crate::interrupt::unregister(child.id() as i32);
+    crate::process_group::unregister(child.id() as i32);
     let status = status?;
     for reader in readers {
         let _ = reader.join();
