@@ -14,6 +14,7 @@ mod process_group;
 mod report;
 mod results;
 mod run;
+mod version;
 mod yaml;
 
 use std::process::ExitCode;

@@ -11,9 +11,10 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use wire::{ExperimentRecord, Fact, Status};
 
-use crate::judge::claims::{Check, Claim, ClaimSet, Expect, Scope, Test, Version};
+use crate::judge::claims::{Check, Claim, ClaimSet, Expect, Scope, Test};
 use crate::judge::stats;
 use crate::results::{KernelResult, RunOutcome};
+use crate::version::Version;
 
 /// Judgement of one claim on one kernel.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -806,7 +807,8 @@ pub fn format_spread(spread: Option<f64>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::judge::claims::{Document, VersionRange};
+    use crate::judge::claims::Document;
+    use crate::version::VersionRange;
 
     fn on(id: &str) -> Test {
         Test {

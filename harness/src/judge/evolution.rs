@@ -11,12 +11,13 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use wire::{ExperimentRecord, Fact, Status};
 
-use crate::judge::claims::{ClaimSet, Version};
+use crate::judge::claims::ClaimSet;
 use crate::judge::evaluate::{
     counted, is_bind_fact, kernel_version, ordered, time_wait_overflowed,
 };
 use crate::judge::stats;
 use crate::results::{KernelResult, RunOutcome};
+use crate::version::Version;
 
 /// One aspect of an experiment's behaviour, as compared across kernels.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
