@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
-use crate::boot::vm::Accel;
+use crate::boot::accel::Accel;
 use crate::run::{self, AccelChoice, RunOptions};
 use crate::{matrix, ExitKind};
 

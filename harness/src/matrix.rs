@@ -5,7 +5,7 @@
 //!   - id: "3.9"                       # unique; names results/<id>.json and images/<id>/
 //!     version: "3.9"                  # orders the matrix; omit for the host
 //!     source: { build: { tarball: { url: https://cdn.kernel.org/pub/linux/kernel/v3.x/linux-3.9.11.tar.xz } } }
-//!     boot: { cmdline: nosmap }       # optional: memory-mib, cpus, cmdline, timeout-s
+//!     boot: { timeout-s: 600 }        # optional: memory-mib, cpus, cpu, cmdline, timeout-s
 //!   - id: current
 //!     version: "7.2"
 //!     source: { debian: { suite: sid, package: linux-image-cloud-amd64 } }
@@ -64,6 +64,10 @@ pub struct BootSettings {
     /// Guest vCPUs.
     #[serde(default)]
     pub cpus: Option<u32>,
+    /// QEMU's `-cpu` value, verbatim. Default: chosen by the kernel's version (`boot::cpu`:
+    /// `max` under TCG, `host` under KVM, minus the features old kernels mishandle).
+    #[serde(default)]
+    pub cpu: Option<String>,
     /// Extra kernel command-line arguments, appended after the runner's own (e.g. `nosmap`).
     #[serde(default)]
     pub cmdline: Option<String>,
@@ -372,7 +376,7 @@ kernels:
   - id: current
     version: "7.2"
     source: { debian: { suite: sid, package: linux-image-cloud-amd64 } }
-    boot: { memory-mib: 512, cmdline: nosmap }
+    boot: { memory-mib: 512, cpu: "max,-smap", cmdline: nosmap }
   - id: mine
     version: 3.9
     source: { path: { path: /boot/vmlinuz } }
@@ -401,6 +405,10 @@ groups:
             }
         );
         assert_eq!(matrix.kernel("current").unwrap().boot.memory_mib, Some(512));
+        assert_eq!(
+            matrix.kernel("current").unwrap().boot.cpu.as_deref(),
+            Some("max,-smap")
+        );
         assert_eq!(
             matrix.kernel("current").unwrap().boot.cmdline.as_deref(),
             Some("nosmap")
@@ -546,9 +554,10 @@ groups:
             .map(|k| k.id.as_str())
             .collect();
         assert_eq!(debian, ["deb-5.10", "deb-6.1", "deb-6.12", "deb-7.2"]);
-        assert_eq!(
-            matrix.kernel("3.9").unwrap().boot.cmdline.as_deref(),
-            Some("nosmap")
-        );
+        // The CPU model follows the kernel's version (`boot::cpu`): no row needs its own.
+        assert!(matrix
+            .kernels
+            .iter()
+            .all(|k| k.boot.cpu.is_none() && k.boot.cmdline.is_none()));
     }
 }

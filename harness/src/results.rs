@@ -77,6 +77,13 @@ pub struct Attempt {
     pub ended: String,
     /// Guest-side time from the header to the trailer, when both arrived.
     pub guest_ms: Option<u64>,
+    /// QEMU's `-cpu` value, exactly as passed (absent for the host row and in results written
+    /// before it was recorded).
+    #[serde(default)]
+    pub cpu: Option<String>,
+    /// The whole kernel command line, with every addition (`boot::cpu`'s and the row's).
+    #[serde(default)]
+    pub cmdline: Option<String>,
 }
 
 impl KernelResult {

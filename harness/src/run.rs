@@ -13,11 +13,13 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result};
 
+use crate::boot::accel::Accel;
 use crate::boot::transcript::{self, Transcript};
-use crate::boot::vm::{self, Accel, Exit, GuestRun};
+use crate::boot::vm::{self, Exit, GuestRun};
 use crate::matrix::KernelSpec;
-use crate::obtain::acquire::{self, Acquisition};
+use crate::obtain::acquire::{self, Acquisition, KernelImage};
 use crate::results::{self, Attempt, KernelResult, RunOutcome};
+use crate::version::Version;
 use crate::ExitKind;
 
 /// Which accelerator to use.
@@ -210,33 +212,29 @@ fn one_kernel(spec: &KernelSpec, shared: &Shared<'_>) -> Result<KernelResult> {
         Acquisition::Host => {
             let run =
                 crate::boot::namespace::run(&shared.guest, &opts.selection, timeout, &workdir)?;
-            judge(&mut result, "host", &run, timeout, true);
+            judge(&mut result, None, &run, timeout, true);
         }
         Acquisition::Image(image) => {
             result.provenance = Some(image.provenance.clone());
             let accel = pick_accel(shared, &image.path, &workdir)?;
+            let boot = boot_for(spec, &image, &shared.initrd, accel, &[], workdir.clone());
             let boot = vm::Boot {
-                kernel: image.path.clone(),
-                initrd: shared.initrd.clone(),
-                accel,
-                memory_mib: spec.boot.memory_mib.unwrap_or(DEFAULT_MEMORY_MIB),
-                cpus: spec.boot.cpus.unwrap_or(DEFAULT_CPUS),
-                extra_cmdline: spec.boot.cmdline.clone(),
                 selection: opts.selection.clone(),
                 timeout,
-                workdir: workdir.clone(),
+                ..boot
             };
             for attempt in 0..=opts.retries {
                 eprintln!(
-                    "{:<10} boot {} ({}, attempt {})",
+                    "{:<10} boot {} ({}, -cpu {}, attempt {})",
                     spec.id,
                     image.path.display(),
                     accel.name(),
+                    boot.cpu,
                     attempt + 1
                 );
                 let run = vm::boot(&boot)?;
                 let last = attempt == opts.retries;
-                if judge(&mut result, accel.name(), &run, timeout, last) {
+                if judge(&mut result, Some(&boot), &run, timeout, last) {
                     break;
                 }
             }
@@ -250,11 +248,50 @@ fn one_kernel(spec: &KernelSpec, shared: &Shared<'_>) -> Result<KernelResult> {
     Ok(result)
 }
 
-/// Records one attempt in `result`. Returns false when the attempt died before the guest spoke
-/// and may be retried (unless `last`).
+/// The boot of `image` as `spec` asks for it: memory, vCPUs, the CPU model its version needs
+/// (`boot::cpu`), the row's command line after `extra` arguments; the whole catalogue, the
+/// default watchdog.
+pub fn boot_for(
+    spec: &KernelSpec,
+    image: &KernelImage,
+    initrd: &Path,
+    accel: Accel,
+    extra: &[&str],
+    workdir: PathBuf,
+) -> vm::Boot {
+    let version = image
+        .release()
+        .as_deref()
+        .and_then(Version::parse_prefix)
+        .or_else(|| spec.version.as_deref().and_then(Version::parse_prefix));
+    let choice = crate::boot::cpu::choose(accel, version.as_ref(), spec.boot.cpu.as_deref());
+    let additions: Vec<String> = choice
+        .cmdline
+        .iter()
+        .cloned()
+        .chain(spec.boot.cmdline.clone())
+        .chain(extra.iter().map(|e| e.to_string()))
+        .collect();
+    vm::Boot {
+        kernel: image.path.clone(),
+        initrd: initrd.to_path_buf(),
+        accel,
+        memory_mib: spec.boot.memory_mib.unwrap_or(DEFAULT_MEMORY_MIB),
+        cpus: spec.boot.cpus.unwrap_or(DEFAULT_CPUS),
+        cpu: choice.cpu,
+        extra_cmdline: (!additions.is_empty()).then(|| additions.join(" ")),
+        selection: Vec::new(),
+        timeout: Duration::from_secs(u64::from(DEFAULT_TIMEOUT_S)),
+        workdir,
+    }
+}
+
+/// Records one attempt in `result` (`boot`: the VM's settings; `None` for the host row).
+/// Returns false when the attempt died before the guest spoke and may be retried (unless
+/// `last`).
 fn judge(
     result: &mut KernelResult,
-    accel: &str,
+    boot: Option<&vm::Boot>,
     run: &GuestRun,
     timeout: Duration,
     last: bool,
@@ -281,7 +318,9 @@ fn judge(
     };
     let guest_ms = t.trailer.as_ref().map(|tr| tr.elapsed_us / 1000);
     result.attempts.push(Attempt {
-        accel: accel.into(),
+        accel: boot.map_or("host", |b| b.accel.name()).into(),
+        cpu: boot.map(|b| b.cpu.clone()),
+        cmdline: boot.map(vm::cmdline),
         wall_ms: run.wall.as_millis() as u64,
         ended: outcome.label().into(),
         guest_ms,

@@ -15,47 +15,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use serde::{Deserialize, Serialize};
 
+use crate::boot::accel::Accel;
 use crate::process_group;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Accel {
-    Kvm,
-    Tcg,
-}
-
-impl Accel {
-    pub fn name(self) -> &'static str {
-        match self {
-            Accel::Kvm => "kvm",
-            Accel::Tcg => "tcg",
-        }
-    }
-
-    /// QEMU's `-accel` value. TCG runs single-threaded: with one host thread per vCPU (MTTCG)
-    /// Debian's 7.2 took an int3 oops in `__inet_hash_connect` while another vCPU live-patched
-    /// a static branch there, a race in emulating cross-modifying code that says nothing about
-    /// the kernel. One thread takes the vCPUs in turns, so that race cannot happen, and parallel
-    /// boots then use one host core each instead of fighting over them.
-    fn qemu_value(self) -> &'static str {
-        match self {
-            Accel::Kvm => "kvm",
-            Accel::Tcg => "tcg,thread=single",
-        }
-    }
-
-    /// Experiments the guest runs at once in the families that tolerate company: one per vCPU
-    /// where vCPUs are real threads, one under single-threaded TCG, where a second worker only
-    /// takes turns on the same host thread (measured: slower, not faster).
-    pub fn guest_workers(self, cpus: u32) -> u32 {
-        match self {
-            Accel::Kvm => cpus.max(1),
-            Accel::Tcg => 1,
-        }
-    }
-}
 
 /// Everything one boot needs.
 #[derive(Debug, Clone)]
@@ -65,6 +27,8 @@ pub struct Boot {
     pub accel: Accel,
     pub memory_mib: u32,
     pub cpus: u32,
+    /// QEMU's `-cpu` value (`boot::cpu` chooses it).
+    pub cpu: String,
     /// Extra kernel arguments from kernels.yaml (e.g. `nosmap`).
     pub extra_cmdline: Option<String>,
     /// Experiment selection patterns; empty means the whole catalogue.
@@ -110,14 +74,6 @@ pub fn cmdline(boot: &Boot) -> String {
 }
 
 fn machine_args(boot: &Boot) -> Vec<OsString> {
-    let cpu = match boot.accel {
-        // Under TCG the default CPU model made Debian's 6.12 oops during heavy loopback traffic,
-        // and `max` with CX16 let SLUB's cmpxchg16b fast path corrupt the heap of 6.12 and 7.2
-        // (panics in __kmalloc with garbage EFLAGS). `max` without CX16 ran clean: SLUB then
-        // takes its locked path, which changes nothing the experiments measure.
-        Accel::Tcg => "max,-cx16",
-        Accel::Kvm => "host",
-    };
     to_os([
         "-nodefaults",
         "-no-user-config",
@@ -127,7 +83,7 @@ fn machine_args(boot: &Boot) -> Vec<OsString> {
         "-accel",
         boot.accel.qemu_value(),
         "-cpu",
-        cpu,
+        &boot.cpu,
         "-smp",
         &boot.cpus.to_string(),
         "-m",
@@ -310,6 +266,7 @@ pub fn kvm_works(kernel: &Path, initrd: &Path, workdir: &Path, limit: Duration) 
         accel: Accel::Kvm,
         memory_mib: 256,
         cpus: 1,
+        cpu: crate::boot::cpu::choose(Accel::Kvm, None, None).cpu,
         extra_cmdline: None,
         selection: vec!["options.so_reuseaddr".into()],
         timeout: limit,
@@ -331,6 +288,7 @@ mod tests {
             accel: Accel::Tcg,
             memory_mib: 512,
             cpus: 2,
+            cpu: "max,-cx16".into(),
             extra_cmdline: Some("nosmap".into()),
             selection: vec!["bind".into(), "options".into()],
             timeout: Duration::from_secs(60),

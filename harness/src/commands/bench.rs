@@ -20,7 +20,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-use crate::boot::vm::{self, Accel, Exit};
+use crate::boot::accel::Accel;
+use crate::boot::vm::{self, Exit};
 use crate::matrix::KernelSpec;
 use crate::obtain::acquire::{self, AcquireContext, Acquisition};
 use crate::run::{self, AccelChoice, RunOptions};
@@ -232,23 +233,14 @@ fn one(spec: &KernelSpec, opts: &BenchOptions) -> Result<Row> {
     let initrd = crate::boot::initramfs::for_guest(&guest, ctx.cache.root())?;
     let mut floors = Vec::new();
     for i in 0..opts.repeat.max(1) {
+        let workdir = opts
+            .scratch
+            .join("floor")
+            .join(&spec.id)
+            .join(i.to_string());
         let boot = vm::Boot {
-            kernel: image.path.clone(),
-            initrd: initrd.clone(),
-            accel,
-            memory_mib: spec.boot.memory_mib.unwrap_or(run::DEFAULT_MEMORY_MIB),
-            cpus: spec.boot.cpus.unwrap_or(run::DEFAULT_CPUS),
-            extra_cmdline: Some(match &spec.boot.cmdline {
-                Some(extra) => format!("{extra} rph-poweroff"),
-                None => "rph-poweroff".into(),
-            }),
-            selection: Vec::new(),
             timeout: Duration::from_secs(120),
-            workdir: opts
-                .scratch
-                .join("floor")
-                .join(&spec.id)
-                .join(i.to_string()),
+            ..run::boot_for(spec, &image, &initrd, accel, &["rph-poweroff"], workdir)
         };
         let run = vm::boot(&boot)?;
         if run.exit != Exit::Code(0) {

@@ -18,7 +18,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 
-use crate::boot::vm::Accel;
+use crate::boot::accel::Accel;
 use crate::judge::evolution::{self, Signature};
 use crate::matrix::{BuildSource, KernelSource, KernelSpec};
 use crate::results::{KernelResult, RunOutcome};

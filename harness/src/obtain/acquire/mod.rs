@@ -108,6 +108,40 @@ pub struct KernelImage {
     pub provenance: BTreeMap<String, String>,
 }
 
+impl KernelImage {
+    /// The release the image says it is (`3.8.0`, `6.1.0-28-cloud-amd64`): the first word of
+    /// the version string the x86 boot protocol's `kernel_version` field points at. `None` for
+    /// an image too old or too odd to carry one.
+    pub fn release(&self) -> Option<String> {
+        image_release(&self.path).ok().flatten()
+    }
+}
+
+/// See [`KernelImage::release`].
+pub fn image_release(path: &Path) -> std::io::Result<Option<String>> {
+    let mut header = vec![0u8; 0x210];
+    let mut file = fs::File::open(path)?;
+    file.read_exact(&mut header)?;
+    let protocol = u16::from_le_bytes([header[0x206], header[0x207]]);
+    if &header[0x202..0x206] != b"HdrS" || protocol < 0x0200 {
+        return Ok(None);
+    }
+    let pointer = u16::from_le_bytes([header[0x20e], header[0x20f]]);
+    if pointer == 0 {
+        return Ok(None);
+    }
+    use std::io::Seek;
+    file.seek(std::io::SeekFrom::Start(u64::from(pointer) + 0x200))?;
+    let mut text = [0u8; 128];
+    let n = file.read(&mut text)?;
+    let text = String::from_utf8_lossy(&text[..n]);
+    let release = text.split(['\0', ' ']).next().unwrap_or_default();
+    Ok(
+        (!release.is_empty() && release.starts_with(|c: char| c.is_ascii_digit()))
+            .then(|| release.to_owned()),
+    )
+}
+
 /// The provenance key of the image's own digest, which `record_kernel` reads back.
 const IMAGE_SHA256: &str = "image_sha256";
 
