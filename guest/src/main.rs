@@ -15,6 +15,7 @@ mod experiments;
 mod invocation;
 mod net;
 mod pid1;
+mod preflight;
 mod probe;
 mod runner;
 

@@ -60,6 +60,7 @@ pub fn run(invocation: &Invocation, channel: &mut Channel, pid1: bool) -> std::i
         },
         planned: plan.len() as u64,
         guest_version: env!("CARGO_PKG_VERSION").to_string(),
+        preflight: Some(crate::preflight::run()),
     }))?;
 
     let lab = Lab::new(channel.raw());

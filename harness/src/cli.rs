@@ -158,6 +158,7 @@ pub fn main() -> Result<ExitCode> {
                     .into());
             }
             crate::obtain::prereq::ensure_qemu()?;
+            crate::obtain::prereq::ensure_kernel_toolchain(&kernels);
             std::fs::create_dir_all(&args.out)
                 .with_context(|| format!("creating results directory {}", args.out.display()))?;
             let opts = RunOptions {
@@ -180,6 +181,19 @@ pub fn main() -> Result<ExitCode> {
             let baseline = args.baseline.as_deref().map(load_results).transpose()?;
             let results = run::run_matrix(&kernels, &opts)?;
             write_report(&claims, &results, &args.report)?;
+            let faults: Vec<String> = results
+                .iter()
+                .filter(|r| matches!(r.run, crate::results::RunOutcome::EnvironmentFault { .. }))
+                .filter_map(|r| Some(format!("{}: {}", r.kernel, r.not_judgeable()?)))
+                .collect();
+            if !faults.is_empty() {
+                return Err(ExitKind::EnvironmentFault
+                    .wrap(format!(
+                        "the measuring environment broke; these kernels' records were kept but not judged:\n  {}",
+                        faults.join("\n  ")
+                    ))
+                    .into());
+            }
             if let Some(old) = baseline {
                 let changes = crate::judge::diff::diff(&old, &results);
                 if !changes.is_empty() {

@@ -34,6 +34,10 @@ pub enum ExitKind {
     /// Not one kernel of the run could be obtained (offline with nothing cached, no network);
     /// each kernel's reason is in the message and in its result file.
     Unavailable = 5,
+    /// A kernel's pre-flight check failed: the measuring environment (CPU model, emulator, guest
+    /// set-up) is broken, so its records were kept but not judged. Results and reports are
+    /// written; the run still fails, since nothing can be said about that kernel.
+    EnvironmentFault = 6,
     /// The harness failed at its own job (a bug, an unexpected host error).
     Internal = 70,
 }

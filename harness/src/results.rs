@@ -52,6 +52,10 @@ pub enum RunOutcome {
     EarlyCrash { console_tail: String },
     /// The kernel could not be obtained here (unreachable source, failed build, missing image).
     Unavailable { reason: String },
+    /// The guest's pre-flight check failed: plain loopback traffic did not work, so the
+    /// environment (CPU model, emulator, guest set-up) is broken. The records are kept for
+    /// diagnosis but never judged, and the run fails loudly.
+    EnvironmentFault { failed: Vec<String> },
 }
 
 impl RunOutcome {
@@ -63,6 +67,7 @@ impl RunOutcome {
             RunOutcome::Panic { .. } => "panic",
             RunOutcome::EarlyCrash { .. } => "early-crash",
             RunOutcome::Unavailable { .. } => "unavailable",
+            RunOutcome::EnvironmentFault { .. } => "environment-fault",
         }
     }
 }
@@ -87,6 +92,19 @@ pub struct Attempt {
 }
 
 impl KernelResult {
+    /// Why nothing this kernel's records say may be judged, if so: it could not be run, or its
+    /// environment was broken.
+    pub fn not_judgeable(&self) -> Option<String> {
+        match &self.run {
+            RunOutcome::Unavailable { reason } => Some(format!("kernel unavailable: {reason}")),
+            RunOutcome::EnvironmentFault { failed } => Some(format!(
+                "environment fault (pre-flight: {})",
+                failed.join("; ")
+            )),
+            _ => None,
+        }
+    }
+
     pub fn record(&self, id: &str) -> Option<&wire::ExperimentRecord> {
         self.records.iter().find(|r| r.id == id)
     }
@@ -94,6 +112,24 @@ impl KernelResult {
     /// The kernel release the guest measured, when it spoke.
     pub fn release(&self) -> Option<&str> {
         self.header.as_ref().map(|h| h.uname.release.as_str())
+    }
+}
+
+/// Why `record` measured nothing about socket semantics, if it did not: the experiment crashed,
+/// timed out or failed to set up, or one of its socket calls answered with an errno that no
+/// socket rule produces (`wire::errno`; recordings made before the guest knew still carry those
+/// as facts of a `completed` record).
+pub fn measuring_problem(record: &wire::ExperimentRecord) -> Option<String> {
+    match &record.status {
+        wire::Status::Completed | wire::Status::Unsupported { .. } => {
+            wire::errno::first_environment_fault(&record.facts)
+                .map(|fault| format!("experiment failed: {fault}: not socket semantics"))
+        }
+        wire::Status::Crashed { signal } => Some(format!("experiment crashed ({signal})")),
+        wire::Status::TimedOut { after_ms } => {
+            Some(format!("experiment timed out after {after_ms} ms"))
+        }
+        wire::Status::Failed { error } => Some(format!("experiment failed: {error}")),
     }
 }
 
@@ -135,19 +171,36 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// Reads a result file: `<kernel>.json`, or `<kernel>.json.xz` as results are archived (the
+/// recordings the unit tests read are kept so: JSON of a full catalogue shrinks thirtyfold).
 pub fn load(path: &Path) -> Result<KernelResult> {
-    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    if path.extension().is_some_and(|e| e == "xz") {
+        let mut plain = Vec::new();
+        std::io::Read::read_to_end(&mut xz2::read::XzDecoder::new(&bytes[..]), &mut plain)
+            .with_context(|| format!("decompressing {}", path.display()))?;
+        bytes = plain;
+    }
     serde_json::from_slice(&bytes).with_context(|| format!("parsing {}", path.display()))
 }
 
-/// Loads every `*.json` result in `dir`, sorted by kernel id.
+/// Whether `path` names a result file (`*.json`, `*.json.xz`).
+fn is_result_file(path: &Path) -> bool {
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default();
+    name.ends_with(".json") || name.ends_with(".json.xz")
+}
+
+/// Loads every result (`*.json`, `*.json.xz`) in `dir`, sorted by kernel id.
 pub fn load_dir(dir: &Path) -> Result<Vec<KernelResult>> {
     let mut results = Vec::new();
     let entries = std::fs::read_dir(dir)
         .with_context(|| format!("reading results directory {}", dir.display()))?;
     for entry in entries {
         let path = entry?.path();
-        if path.extension().is_some_and(|e| e == "json") {
+        if is_result_file(&path) {
             results.push(load(&path)?);
         }
     }

@@ -311,6 +311,11 @@ fn judge(
             }
         }
         (_, None, _) => RunOutcome::EarlyCrash { console_tail: tail },
+        (_, Some(header), _) if !header.preflight_failures().is_empty() => {
+            RunOutcome::EnvironmentFault {
+                failed: header.preflight_failures(),
+            }
+        }
         _ if t.is_complete() => RunOutcome::Complete,
         _ => RunOutcome::Incomplete {
             reason: t.problems.join("; "),
@@ -434,6 +439,9 @@ pub fn summary_line(r: &KernelResult, path: &Path) -> String {
     let detail = match &r.run {
         RunOutcome::Unavailable { reason } => format!(": {reason}"),
         RunOutcome::Incomplete { reason } => format!(": {reason}"),
+        RunOutcome::EnvironmentFault { failed } => {
+            format!(": pre-flight failed, nothing judged: {}", failed.join("; "))
+        }
         RunOutcome::Panic { line, .. } => format!(": {line}"),
         _ => String::new(),
     };

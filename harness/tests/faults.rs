@@ -691,6 +691,55 @@ fn qemu_missing_as_an_ordinary_user_never_tries_to_install_it() {
     assert!(!stderr.contains("installing"), "{stderr}");
 }
 
+#[test]
+fn a_missing_kernel_toolchain_is_named_once_for_the_run_and_each_build_row_says_why() {
+    // A PATH that has everything this machine has but flex, bison, bc and apt-get: the harness
+    // cannot install them, so it must say exactly what to install, once, and still run.
+    let dir = scratch("no-toolchain");
+    let bin = dir.join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let withheld = ["flex", "bison", "bc", "apt-get"];
+    for entry in std::fs::read_dir("/usr/bin").unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name();
+        if !withheld.iter().any(|w| name == *w) {
+            std::os::unix::fs::symlink(entry.path(), bin.join(&name)).unwrap();
+        }
+    }
+    let mut path = std::ffi::OsString::from(bin.as_os_str());
+    for own in std::env::split_paths(&std::env::var_os("PATH").unwrap()) {
+        if own != Path::new("/usr/bin") && own != Path::new("/bin") {
+            path.push(":");
+            path.push(own);
+        }
+    }
+    let kernels = dir.join("kernels.yaml");
+    let missing_tarball = dir.join("linux-3.8.13.tar.xz");
+    std::fs::write(
+        &kernels,
+        format!(
+            "kernels:\n  - id: old-a\n    version: \"3.8\"\n    source: {{ build: {{ local-tarball: {0} }} }}\n  - id: old-b\n    version: \"3.9\"\n    source: {{ build: {{ local-tarball: {0} }} }}\ngroups:\n  default: [old-a, old-b]\n",
+            missing_tarball.display()
+        ),
+    )
+    .unwrap();
+    let mut cmd = run_cmd(&dir, &kernels, &["--only", "options"]);
+    cmd.env("PATH", &path);
+    let (out, stderr) = output(cmd);
+    assert_eq!(out.status.code(), Some(5), "{stderr}");
+    let advice = "harness: building old-a, old-b needs bc, flex, bison — install them with: sudo apt-get install -y bc flex bison";
+    assert_eq!(stderr.matches(advice).count(), 1, "{stderr}");
+    assert!(!stderr.contains("installing"), "{stderr}");
+    for id in ["old-a", "old-b"] {
+        let r = load(&dir.join("results").join(format!("{id}.json")));
+        let reason = r["run"]["unavailable"]["reason"].as_str().unwrap();
+        assert!(
+            reason.starts_with("kernel build tools missing: bc, flex, bison"),
+            "{id}: {reason}"
+        );
+    }
+}
+
 /// Runs `cmd` in a private mount namespace where `dir` is replaced by `mount` (prepared before
 /// the fork: nothing allocates between fork and exec).
 fn in_mount_namespace(cmd: &mut Command, dir: &Path, mount: MountFault) {

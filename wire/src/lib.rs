@@ -6,11 +6,12 @@
 //! interprets a measurement: the guest fills records with raw facts, the harness judges them.
 
 pub mod catalogue;
+pub mod errno;
 pub mod record;
 pub mod shared_log;
 
 pub use catalogue::{catalogue, find, select, Experiment, Family};
 pub use record::{
-    decode_line, encode_line, DecodeError, ExperimentRecord, Fact, Header, Record, Status, Trailer,
-    Uname, FORMAT, MARKER,
+    decode_line, encode_line, DecodeError, ExperimentRecord, Fact, Header, PreflightCheck, Record,
+    Status, Trailer, Uname, FORMAT, MARKER,
 };

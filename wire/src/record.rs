@@ -73,6 +73,35 @@ pub struct Header {
     pub planned: u64,
     /// The guest binary's own version, so results name the code that measured them.
     pub guest_version: String,
+    /// The pre-flight checks the guest ran before the catalogue, in order. `None` in recordings
+    /// made before the guest ran them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preflight: Option<Vec<PreflightCheck>>,
+}
+
+/// One pre-flight check: plain loopback traffic that every kernel the harness knows carries (a
+/// TCP connection with data, or a UDP datagram and its reply). A failure says the environment is
+/// broken — the CPU model, the emulator, the guest's set-up — so nothing measured on that boot
+/// says anything about socket semantics.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PreflightCheck {
+    /// What was tried: `udp [::1] SO_REUSEADDR`.
+    pub name: String,
+    /// `ok`, or the call that failed and its errno: `sendto: EFAULT`.
+    pub outcome: String,
+}
+
+impl Header {
+    /// The checks that failed, as `name: outcome`.
+    pub fn preflight_failures(&self) -> Vec<String> {
+        self.preflight
+            .iter()
+            .flatten()
+            .filter(|c| c.outcome != "ok")
+            .map(|c| format!("{}: {}", c.name, c.outcome))
+            .collect()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

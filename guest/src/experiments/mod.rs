@@ -143,7 +143,25 @@ fn shared_page() -> &'static [AtomicU32] {
     }
 }
 
+/// Measures `experiment`. A socket call that answered with an errno no socket rule produces
+/// (`wire::errno`) makes the experiment `failed`, its facts kept: it measured its environment.
 pub fn run(experiment: &Experiment, lab: &Lab) -> Measured {
+    let measured = by_family(experiment, lab);
+    match (
+        &measured.status,
+        wire::errno::first_environment_fault(&measured.facts),
+    ) {
+        (Status::Completed | Status::Unsupported { .. }, Some(fault)) => Measured {
+            status: Status::Failed {
+                error: format!("{fault}: not socket semantics"),
+            },
+            facts: measured.facts,
+        },
+        _ => measured,
+    }
+}
+
+fn by_family(experiment: &Experiment, lab: &Lab) -> Measured {
     match experiment {
         Experiment::Options(opt) => options::run(*opt, lab),
         Experiment::Bind(cell) => bind::run(cell, lab),

@@ -151,6 +151,7 @@ pub fn main(args: &BisectArgs, kernels_yaml: &Path, offline: bool) -> Result<Exi
             .into());
     }
     crate::obtain::prereq::ensure_qemu()?;
+    crate::obtain::prereq::ensure_kernel_toolchain(&list[good..=bad].iter().collect::<Vec<_>>());
     let out: PathBuf = args
         .boot
         .out

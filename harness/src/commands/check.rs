@@ -159,9 +159,11 @@ pub fn judge(measurement: &Measurement, expected: &[Expected]) -> CheckVerdict {
 
 /// Reduces a kernel's result to the measurement of `experiment`.
 pub fn measurement_of(result: &KernelResult, experiment: &str) -> Measurement {
+    if let Some(reason) = result.not_judgeable() {
+        return Measurement::Untestable { reason };
+    }
     let Some(record) = result.record(experiment) else {
         let detail = match &result.run {
-            RunOutcome::Unavailable { reason } => format!("kernel unavailable: {reason}"),
             RunOutcome::Incomplete { reason } => format!("run incomplete: {reason}"),
             RunOutcome::Timeout { after_s, .. } => format!("boot timed out after {after_s} s"),
             RunOutcome::Panic { line, .. } => format!("kernel panicked: {line}"),
@@ -169,23 +171,18 @@ pub fn measurement_of(result: &KernelResult, experiment: &str) -> Measurement {
                 "kernel died before the guest spoke; console ends: {}",
                 console_tail.lines().last().unwrap_or("(empty)").trim()
             ),
-            RunOutcome::Complete => "no record of the experiment".to_owned(),
+            // Unavailable and environment faults returned above.
+            RunOutcome::Complete
+            | RunOutcome::Unavailable { .. }
+            | RunOutcome::EnvironmentFault { .. } => "no record of the experiment".to_owned(),
         };
         return Measurement::Untestable { reason: detail };
     };
-    match &record.status {
-        wire::Status::Completed | wire::Status::Unsupported { .. } => Measurement::Measured {
+    match crate::results::measuring_problem(record) {
+        Some(reason) => Measurement::Untestable { reason },
+        None => Measurement::Measured {
             release: result.release().map(str::to_owned),
             signature: evolution::signature(record),
-        },
-        wire::Status::Crashed { signal } => Measurement::Untestable {
-            reason: format!("the experiment crashed ({signal})"),
-        },
-        wire::Status::TimedOut { after_ms } => Measurement::Untestable {
-            reason: format!("the experiment timed out after {after_ms} ms"),
-        },
-        wire::Status::Failed { error } => Measurement::Untestable {
-            reason: format!("the experiment failed to set up: {error}"),
         },
     }
 }
@@ -329,6 +326,7 @@ fn check(args: &CheckArgs, kernels_yaml: &Path, offline: bool) -> Result<ExitCod
         .collect::<Result<_, _>>()?;
     let spec = kernel_spec(&args.kernel, "check", kernels_yaml)?;
     crate::obtain::prereq::ensure_qemu()?;
+    crate::obtain::prereq::ensure_kernel_toolchain(&[&spec]);
     let temporary;
     let out = match &args.boot.out {
         Some(out) => out.clone(),
@@ -376,6 +374,7 @@ pub fn build_kernel_main(args: &BuildKernelArgs, offline: bool) -> Result<ExitCo
         source: tree_source(&args.dir)?,
         boot: Default::default(),
     };
+    crate::obtain::prereq::ensure_kernel_toolchain(&[&spec]);
     let ctx = crate::obtain::acquire::AcquireContext::new(
         &crate::obtain::guest_binary::workspace_root(),
         offline,

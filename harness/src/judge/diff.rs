@@ -104,6 +104,10 @@ pub fn diff(old: &[KernelResult], new: &[KernelResult]) -> Diff {
                 after: after.release().unwrap_or("none").into(),
             });
         }
+        // A kernel whose environment broke recorded nothing to compare; the run change says so.
+        if before.not_judgeable().is_some() || after.not_judgeable().is_some() {
+            continue;
+        }
         let sig_before: BTreeMap<&str, Signature> = before
             .records
             .iter()

@@ -223,6 +223,9 @@ pub struct KernelColumn {
     /// Why the kernel could not be run at all; such a column has no verdict other than
     /// `NotMeasured`.
     pub unavailable: Option<String>,
+    /// Why the kernel's environment was broken (its pre-flight check failed): nothing it
+    /// recorded is judged, and a nightly run fails on it.
+    pub environment_fault: Option<String>,
     /// How the measuring ran, for people reproducing it: accelerator, CPUs, concurrent
     /// experiments, record channel (e.g. `tcg · 2 CPUs · 1 worker · shared-memory`).
     pub measured_as: Option<String>,
@@ -315,6 +318,12 @@ pub fn column(result: &KernelResult) -> KernelColumn {
             RunOutcome::Unavailable { reason } => Some(reason.clone()),
             _ => None,
         },
+        environment_fault: match &result.run {
+            RunOutcome::EnvironmentFault { failed } => {
+                Some(format!("pre-flight check failed: {}", failed.join("; ")))
+            }
+            _ => None,
+        },
         measured_as: measured_as(result),
     }
 }
@@ -333,6 +342,18 @@ fn measured_as(result: &KernelResult) -> Option<String> {
         parts.push(channel.clone());
     }
     Some(parts.join(" · "))
+}
+
+impl KernelColumn {
+    /// Why no verdict of this column is judged, if so: `("unavailable", reason)` or
+    /// `("environment fault", reason)`.
+    pub fn not_judged(&self) -> Option<(&'static str, &str)> {
+        match (&self.unavailable, &self.environment_fault) {
+            (Some(reason), _) => Some(("unavailable", reason)),
+            (None, Some(reason)) => Some(("environment fault", reason)),
+            (None, None) => None,
+        }
+    }
 }
 
 /// Judges every claim on every kernel.
@@ -362,12 +383,9 @@ pub fn judge(claim: &Claim, kernel: &KernelResult) -> Verdict {
         }
         Check::Measured(tests) => tests,
     };
-    let measured = if let RunOutcome::Unavailable { reason } = &kernel.run {
-        Verdict::NotMeasured {
-            why: format!("kernel unavailable: {reason}"),
-        }
-    } else {
-        measure(tests, kernel)
+    let measured = match kernel.not_judgeable() {
+        Some(why) => Verdict::NotMeasured { why },
+        None => measure(tests, kernel),
     };
     let version = kernel_version(kernel);
     match claim.scope.covers_linux(version.as_ref()) {
@@ -483,11 +501,9 @@ fn usable_record<'a>(id: &str, kernel: &'a KernelResult) -> Result<&'a Experimen
             other => format!("no record (run {})", other.label()),
         });
     };
-    match &record.status {
-        Status::Completed | Status::Unsupported { .. } => Ok(record),
-        Status::Crashed { signal } => Err(format!("experiment crashed ({signal})")),
-        Status::TimedOut { after_ms } => Err(format!("experiment timed out after {after_ms} ms")),
-        Status::Failed { error } => Err(format!("experiment failed: {error}")),
+    match crate::results::measuring_problem(record) {
+        Some(why) => Err(why),
+        None => Ok(record),
     }
 }
 

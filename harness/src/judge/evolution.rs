@@ -16,7 +16,7 @@ use crate::judge::evaluate::{
     counted, is_bind_fact, kernel_version, ordered, time_wait_overflowed,
 };
 use crate::judge::stats;
-use crate::results::{KernelResult, RunOutcome};
+use crate::results::KernelResult;
 use crate::version::Version;
 
 /// One aspect of an experiment's behaviour, as compared across kernels.
@@ -124,6 +124,14 @@ pub fn signature(record: &ExperimentRecord) -> Signature {
     let family = record.id.split('.').next().unwrap_or_default();
     if let Some(why) = time_wait_overflowed(record) {
         s.soft(ENVIRONMENT, why);
+    }
+    // A socket call that answered with an errno no socket rule produces measured the
+    // environment (`wire::errno`), and so did an experiment that failed to set itself up.
+    if let Some(fault) = wire::errno::first_environment_fault(&record.facts) {
+        s.soft(ENVIRONMENT, format!("{fault}: not socket semantics"));
+    }
+    if let Status::Failed { error } = &record.status {
+        s.soft(ENVIRONMENT, format!("failed: {error}"));
     }
     for (name, fact) in &record.facts {
         match fact {
@@ -566,8 +574,9 @@ pub fn common_pattern(ids: &[String]) -> String {
 /// Finds every change point in the matrix and judges every claimed one.
 pub fn analyse(results: &[KernelResult], claims: &ClaimSet) -> Evolution {
     let all = ordered(results);
-    let (measured, unmeasured): (Vec<&KernelResult>, Vec<&KernelResult>) =
-        all.into_iter().partition(|k| !k.records.is_empty());
+    let (measured, unmeasured): (Vec<&KernelResult>, Vec<&KernelResult>) = all
+        .into_iter()
+        .partition(|k| !k.records.is_empty() && k.not_judgeable().is_none());
     let versions: Vec<Option<Version>> = measured.iter().map(|k| kernel_version(k)).collect();
     let signatures: Vec<BTreeMap<&str, Signature>> = measured
         .iter()
@@ -662,10 +671,9 @@ pub fn analyse(results: &[KernelResult], claims: &ClaimSet) -> Evolution {
         unmeasured: unmeasured
             .iter()
             .map(|k| {
-                let why = match &k.run {
-                    RunOutcome::Unavailable { reason } => format!("unavailable: {reason}"),
-                    other => format!("{}: no records", other.label()),
-                };
+                let why = k
+                    .not_judgeable()
+                    .unwrap_or_else(|| format!("{}: no records", k.run.label()));
                 (k.kernel.clone(), why)
             })
             .collect(),

@@ -116,10 +116,10 @@ pub fn render(
 fn kernel_cards(o: &mut String, evaluation: &Evaluation) {
     o.push_str("<div class=\"cards\">");
     for (i, k) in evaluation.kernels.iter().enumerate() {
-        if let Some(reason) = &k.unavailable {
+        if let Some((what, reason)) = k.not_judged() {
             let _ = write!(
                 o,
-                "<div class=\"card unavailable\" title=\"{}\"><div class=\"k\">{}</div><div class=\"r\">unavailable: {}</div></div>",
+                "<div class=\"card unavailable\" title=\"{}\"><div class=\"k\">{}</div><div class=\"r\">{what}: {}</div></div>",
                 h(reason),
                 h(&k.kernel),
                 h(reason)
@@ -267,11 +267,11 @@ fn matrix(o: &mut String, evaluation: &Evaluation) {
     }
     o.push_str("</div><table class=\"matrix\"><thead><tr><th class=\"claim\">claim (open a row for the quote and the evidence)</th>");
     for k in &evaluation.kernels {
-        match &k.unavailable {
-            Some(reason) => {
+        match k.not_judged() {
+            Some((what, reason)) => {
                 let _ = write!(
                     o,
-                    "<th class=\"unavailable\" title=\"{}\">{}<br>unavailable</th>",
+                    "<th class=\"unavailable\" title=\"{}\">{}<br>{what}</th>",
                     h(reason),
                     h(&k.kernel)
                 );
@@ -332,8 +332,8 @@ fn matrix(o: &mut String, evaluation: &Evaluation) {
                     }
                     o.push_str("</ul><ul>");
                     for (k, v) in evaluation.kernels.iter().zip(&row.verdicts) {
-                        let text = match &k.unavailable {
-                            Some(reason) => format!("unavailable: {reason}"),
+                        let text = match k.not_judged() {
+                            Some((what, reason)) => format!("{what}: {reason}"),
                             None => v.summary(),
                         };
                         let _ = write!(o, "<li><b>{}</b>: {}</li>", h(&k.kernel), h(&text));
@@ -343,9 +343,13 @@ fn matrix(o: &mut String, evaluation: &Evaluation) {
             }
             o.push_str("</div></details></td>");
             for (k, v) in evaluation.kernels.iter().zip(&row.verdicts) {
-                match (&k.unavailable, v) {
-                    (Some(reason), v) if !matches!(v, Verdict::Untested { .. }) => {
-                        let _ = write!(o, "<td class=\"v unavailable\" title=\"unavailable: {}\">unavailable</td>", h(reason));
+                match (k.not_judged(), v) {
+                    (Some((what, reason)), v) if !matches!(v, Verdict::Untested { .. }) => {
+                        let _ = write!(
+                            o,
+                            "<td class=\"v unavailable\" title=\"{what}: {}\">{what}</td>",
+                            h(reason)
+                        );
                     }
                     (None, Verdict::Contradicted { .. }) if c.expected_difference.is_some() => {
                         let _ = write!(

@@ -26,11 +26,12 @@ pub fn render(evaluation: &Evaluation) -> String {
             .rows
             .iter()
             .filter(|r| {
-                is_skipped(
-                    &r.verdicts[i],
-                    r.claim.expected_difference.is_some(),
-                    kernel.unavailable.is_some(),
-                )
+                kernel.environment_fault.is_none()
+                    && is_skipped(
+                        &r.verdicts[i],
+                        r.claim.expected_difference.is_some(),
+                        kernel.unavailable.is_some(),
+                    )
             })
             .count();
         let _ = writeln!(
@@ -52,6 +53,15 @@ pub fn render(evaluation: &Evaluation) -> String {
             match (&kernel.unavailable, verdict) {
                 (Some(reason), _) => {
                     let _ = write!(out, "<skipped message=\"unavailable: {}\"/>", xml(reason));
+                }
+                // The harness's environment broke: every case fails, loudly.
+                (None, _) if kernel.environment_fault.is_some() => {
+                    let reason = kernel.environment_fault.as_deref().unwrap_or_default();
+                    let _ = write!(
+                        out,
+                        "<failure type=\"environment-fault\" message=\"{}\"/>",
+                        xml(reason)
+                    );
                 }
                 (None, Verdict::Holds { .. }) => {}
                 (None, Verdict::Contradicted { .. }) if row.claim.expected_difference.is_some() => {
@@ -86,6 +96,9 @@ pub fn render(evaluation: &Evaluation) -> String {
 fn failures(evaluation: &Evaluation, column: usize) -> usize {
     if evaluation.kernels[column].unavailable.is_some() {
         return 0;
+    }
+    if evaluation.kernels[column].environment_fault.is_some() {
+        return evaluation.rows.len();
     }
     evaluation
         .rows

@@ -305,6 +305,8 @@ pub fn boot_status(run: &RunOutcome) -> &'static str {
         | RunOutcome::Timeout { .. }
         | RunOutcome::EarlyCrash { .. } => "ERROR",
         RunOutcome::Unavailable { .. } => "MISS",
+        // The harness's environment broke, not the kernel.
+        RunOutcome::EnvironmentFault { .. } => "ERROR",
     }
 }
 
@@ -316,6 +318,9 @@ fn run_excerpt(run: &RunOutcome) -> Option<String> {
             console_tail.clone()
         }
         RunOutcome::Panic { line, console_tail } => format!("{line}\n{console_tail}"),
+        RunOutcome::EnvironmentFault { failed } => {
+            format!("pre-flight check failed: {}", failed.join("; "))
+        }
     };
     // The schema caps log_excerpt at 16384 characters; keep the end, where the cause is.
     let chars: Vec<char> = text.chars().collect();

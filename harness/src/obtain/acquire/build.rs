@@ -569,43 +569,13 @@ fn tree_fingerprint(root: &Path) -> std::io::Result<String> {
     Ok(sha256_hex(lines.join("\n").as_bytes()))
 }
 
-/// Programs a build cannot start without, and the Debian packages that provide them.
-const PREREQUISITES: &[(&str, &str)] = &[
-    ("make", "make"),
-    ("gcc", "gcc"),
-    ("ld", "binutils"),
-    ("bc", "bc"),
-    ("perl", "perl"),
-    ("flex", "flex"),
-    ("bison", "bison"),
-];
-
-fn missing_prerequisites() -> Vec<(&'static str, &'static str)> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    PREREQUISITES
-        .iter()
-        .filter(|(program, _)| !std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
-        .copied()
-        .collect()
-}
-
 pub(super) fn acquire(
     spec: &KernelSpec,
     source: &BuildSource,
     ctx: &AcquireContext,
 ) -> Result<Acquisition> {
-    let missing = missing_prerequisites();
-    if !missing.is_empty() {
-        let programs: Vec<&str> = missing.iter().map(|(p, _)| *p).collect();
-        let mut packages: Vec<&str> = missing.iter().map(|(_, p)| *p).collect();
-        packages.extend(["libelf-dev", "libssl-dev"]);
-        return Ok(Acquisition::Unavailable {
-            reason: format!(
-                "kernel build tools missing: {} (on Debian or Ubuntu: apt-get install {})",
-                programs.join(", "),
-                packages.join(" ")
-            ),
-        });
+    if let Some(reason) = crate::obtain::prereq::toolchain_missing_reason() {
+        return Ok(Acquisition::Unavailable { reason });
     }
     let toolchain = match Toolchain::probe() {
         Ok(toolchain) => toolchain,
