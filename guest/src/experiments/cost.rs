@@ -24,8 +24,12 @@ pub fn run(cell: &LookupCostCell, lab: &Lab) -> Measured {
 
     let mut groups = Vec::new();
     let mut sizes = Vec::new();
+    let mut refused = Vec::new();
     for &size in &GROUP_SIZES {
         let (group, first_error) = build(cell.transport, lab.port(), size);
+        if group.is_none() && !refused.contains(&first_error) {
+            refused.push(first_error.clone());
+        }
         facts.outcome("bind", first_error);
         if let Some(group) = group {
             sizes.push(u64::from(size));
@@ -77,7 +81,10 @@ pub fn run(cell: &LookupCostCell, lab: &Lab) -> Measured {
     facts.set("failed", Fact::Counts(timed().map(|t| t.failed).collect()));
     if sizes.len() < 2 {
         return facts.ended(wire::Status::Unsupported {
-            reason: format!("only groups of {sizes:?} could be built"),
+            reason: format!(
+                "only groups of {sizes:?} could be built (the kernel answered {})",
+                refused.join(", ")
+            ),
         });
     }
     facts.done()

@@ -20,3 +20,23 @@ pub fn skip_boots() -> bool {
     }
     false
 }
+
+/// The five old kernels (3.8, 3.9, 4.4, 4.5, 4.6) built by the harness's own build path from
+/// vanilla trees: `RPH_OLD_KERNELS`, else `../shared/old-kernels` beside the checkout. Missing,
+/// the tests that need them fail: an old kernel not booted is never a pass.
+#[allow(dead_code, reason = "not every test binary boots old kernels")]
+pub fn old_kernels() -> PathBuf {
+    let dir = std::env::var_os("RPH_OLD_KERNELS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("..").join("shared").join("old-kernels"));
+    assert!(
+        dir.join("3.8").join("bzImage").is_file(),
+        "the old kernels are not at {} (set RPH_OLD_KERNELS to the folder holding 3.8/bzImage … 4.6/bzImage)",
+        dir.display()
+    );
+    dir
+}
+
+/// The versions of [`old_kernels`], oldest first.
+#[allow(dead_code, reason = "not every test binary boots old kernels")]
+pub const OLD_VERSIONS: [&str; 5] = ["3.8", "3.9", "4.4", "4.5", "4.6"];
