@@ -950,6 +950,71 @@ pub(crate) mod fixtures {
         claims::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../claims.yaml"))
             .unwrap_or_else(|e| panic!("{e:#}"))
     }
+
+    /// The results in `tests/fixtures/<sub>` (a directory of real recordings, see its README).
+    pub fn recorded(sub: &str) -> Vec<KernelResult> {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(sub);
+        let results = results::load_dir(&dir).unwrap_or_else(|e| panic!("{e:#}"));
+        assert!(
+            !results.is_empty(),
+            "no recorded results in {}",
+            dir.display()
+        );
+        results
+    }
+}
+
+#[cfg(test)]
+mod tests_on_emulation_faults {
+    use super::*;
+
+    /// 3.8 booted on a CPU offering SMAP (`-cpu max,-cx16`, as the harness did before the CPU
+    /// model followed the version): every IPv6 UDP send failed with EFAULT, and the guest of the
+    /// time recorded that as the datagram's receiver.
+    #[test]
+    fn the_real_smap_recording_of_3_8_is_judged_without_its_efault() {
+        let faulty = fixtures::recorded("old-kernels/emulation-faults");
+        let claims = fixtures::claims();
+        let evaluation = evaluate(&claims, &faulty);
+        let mut excused = 0;
+        for row in &evaluation.rows {
+            let verdict = &row.verdicts[0];
+            for o in verdict.observations() {
+                assert!(
+                    !o.observed.contains("EFAULT"),
+                    "{}: EFAULT judged as a fact in {}",
+                    row.claim.id,
+                    o.experiment
+                );
+                if matches!(&o.status, Match::Missing { why } if why.contains("EFAULT: not socket semantics"))
+                {
+                    excused += 1;
+                }
+            }
+            if verdict.summary().contains("EFAULT: not socket semantics") {
+                excused += 1;
+            }
+        }
+        assert!(excused > 0, "no claim read the EFAULT records at all");
+        // The same records in the evolution across 3.8 → 3.9: never a change.
+        let mut both = faulty;
+        both.extend(
+            fixtures::recorded("old-kernels")
+                .into_iter()
+                .filter(|k| k.kernel == "3.9"),
+        );
+        let evolution = crate::judge::evolution::analyse(&both, &claims);
+        let efault: Vec<_> = evolution
+            .changes
+            .iter()
+            .filter(|c| c.changes.iter().any(|a| a.before.contains("EFAULT")))
+            .map(|c| c.experiment.clone())
+            .collect();
+        assert!(efault.is_empty(), "EFAULT read as behaviour: {efault:?}");
+        assert!(!evolution.changes.is_empty(), "3.8 → 3.9 has real changes");
+    }
 }
 
 #[cfg(test)]
