@@ -1,10 +1,14 @@
 //! What the guest was asked to do. As PID 1 it reads the kernel command line (`rph.run=a,b`,
-//! `rph.workers=N`, `rph.channel=serial`; everything else there belongs to the kernel); as a
-//! process the arguments are selection patterns, and `rph.workers=N` may be among them.
+//! `rph.workers=N`, `rph.repeat=N`, `rph.channel=serial`; everything else there belongs to the
+//! kernel); as a process the arguments are selection patterns, and `rph.workers=N` and
+//! `rph.repeat=N` may be among them.
 
 /// The kernel argument (and process argument) that bounds the concurrent workers.
 const WORKERS: &str = "rph.workers=";
 const RUN: &str = "rph.run=";
+/// How many times each cell repeats at least (the host asks for more when it re-measures cells
+/// a first boot found unstable).
+const REPEAT: &str = "rph.repeat=";
 /// Skips the shared-memory log and sends records over the serial port: the fallback path, on
 /// purpose (for tests, and for a kernel whose log misbehaves).
 const SERIAL_ONLY: &str = "rph.channel=serial";
@@ -15,6 +19,8 @@ pub struct Invocation {
     pub selection: Vec<String>,
     /// At most this many experiments at once; `None` means one per online CPU.
     pub workers: Option<u32>,
+    /// Repetitions of every repeated cell; `None` means the default.
+    pub repeat: Option<u32>,
     /// Records go over the serial port even when the shared-memory log is there.
     pub serial_only: bool,
 }
@@ -27,8 +33,8 @@ impl Invocation {
                 inv.add_patterns(list);
             } else if arg == SERIAL_ONLY {
                 inv.serial_only = true;
-            } else {
-                inv.take_workers(arg);
+            } else if !inv.take_workers(arg) {
+                inv.take_repeat(arg);
             }
         }
         inv
@@ -37,7 +43,7 @@ impl Invocation {
     pub fn from_args(args: impl IntoIterator<Item = String>) -> Invocation {
         let mut inv = Invocation::default();
         for arg in args {
-            if !inv.take_workers(&arg) {
+            if !inv.take_workers(&arg) && !inv.take_repeat(&arg) {
                 inv.selection.push(arg);
             }
         }
@@ -50,6 +56,18 @@ impl Invocation {
                 .filter(|s| !s.is_empty())
                 .map(str::to_string),
         );
+    }
+
+    /// A repetition count that is not a positive number is ignored (the default), and said so.
+    fn take_repeat(&mut self, arg: &str) -> bool {
+        let Some(n) = arg.strip_prefix(REPEAT) else {
+            return false;
+        };
+        match n.parse::<u32>() {
+            Ok(n) if n > 0 => self.repeat = Some(n),
+            _ => eprintln!("guest: ignoring {arg}: not a positive number"),
+        }
+        true
     }
 
     /// A worker bound that is not a positive number is ignored (one per CPU), and said so on the

@@ -61,9 +61,17 @@ pub fn run(invocation: &Invocation, channel: &mut Channel, pid1: bool) -> std::i
         planned: plan.len() as u64,
         guest_version: env!("CARGO_PKG_VERSION").to_string(),
         preflight: Some(crate::preflight::run()),
+        repetitions: Some(
+            invocation
+                .repeat
+                .map_or(experiments::REPETITIONS as u32, |n| n),
+        ),
     }))?;
 
-    let lab = Lab::new(channel.raw());
+    let repetitions = invocation
+        .repeat
+        .map_or(experiments::REPETITIONS, |n| n as usize);
+    let lab = Lab::new(channel.raw(), repetitions);
     let mut next = 0;
     while next < plan.len() {
         if let Some(record) = in_parent(&plan[next], pid1) {

@@ -308,8 +308,8 @@ fn write_report(
     out: &std::path::Path,
 ) -> Result<()> {
     let evaluation = crate::judge::evaluate::evaluate(claims, results);
-    let evolution = crate::judge::evolution::analyse(results, claims);
-    let paths = crate::report::write_all(out, &evaluation, &evolution, results)?;
+    let changes = crate::judge::changes::analyse(results, claims);
+    let paths = crate::report::write_all(out, &evaluation, &changes, results)?;
     eprintln!(
         "harness: report: {}",
         paths

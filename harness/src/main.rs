@@ -77,6 +77,12 @@ fn exit_kind(error: &anyhow::Error) -> ExitKind {
 }
 
 fn main() -> ExitCode {
+    // Printing into a closed pipe (`harness diff a b | head`) ends the process quietly, as for any
+    // Unix tool, instead of a panic on the failed write.
+    // SAFETY: restoring the default disposition of a signal before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     match cli::main() {
         Ok(code) => code,
         Err(e) => {

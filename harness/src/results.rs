@@ -29,8 +29,12 @@ pub struct KernelResult {
     pub attempts: Vec<Attempt>,
     /// The guest's header record: format, `uname`, CPUs. Absent when the guest never spoke.
     pub header: Option<wire::Header>,
-    /// The guest's experiment records, in sequence order, from the attempt that counts.
+    /// The guest's experiment records, in sequence order, from the attempt that counts (cells
+    /// measured again replaced by their new records, see `remeasured`).
     pub records: Vec<wire::ExperimentRecord>,
+    /// Cells measured again in a second boot because the first found some of them unstable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remeasured: Option<Remeasured>,
     /// Seconds since the epoch when the kernel finished.
     pub finished_at: u64,
 }
@@ -89,6 +93,21 @@ pub struct Attempt {
     /// The whole kernel command line, with every addition (`boot::cpu`'s and the row's).
     #[serde(default)]
     pub cmdline: Option<String>,
+}
+
+/// A second boot that measured again, with more repetitions, the families of cells a first boot
+/// found unstable (`run::remeasure_patterns`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Remeasured {
+    /// The selection patterns of the second boot.
+    pub selection: Vec<String>,
+    /// Its repetitions per cell (`rph.repeat=`).
+    pub repetitions: u32,
+    /// Records it replaced.
+    pub records: usize,
+    /// How the second boot ended (`complete`, or why its records were not taken).
+    pub ended: String,
 }
 
 impl KernelResult {

@@ -10,7 +10,7 @@ pub mod errno;
 pub mod record;
 pub mod shared_log;
 
-pub use catalogue::{catalogue, find, select, Experiment, Family};
+pub use catalogue::{catalogue, find, glob_matches, select, Experiment, Family};
 pub use record::{
     decode_line, encode_line, DecodeError, ExperimentRecord, Fact, Header, PreflightCheck, Record,
     Status, Trailer, Uname, FORMAT, MARKER,

@@ -73,6 +73,10 @@ pub struct Header {
     pub planned: u64,
     /// The guest binary's own version, so results name the code that measured them.
     pub guest_version: String,
+    /// How many times each repeated cell ran at least (24 where its repetitions disagreed).
+    /// `None` in recordings made before the guest said so (then 3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repetitions: Option<u32>,
     /// The pre-flight checks the guest ran before the catalogue, in order. `None` in recordings
     /// made before the guest ran them.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -10,10 +10,6 @@ use wire::catalogue::{BindCell, FirstState, Transport, Uid, OTHER_UID};
 use super::{Facts, Lab, Measured};
 use crate::net::{self, outcome, peer_target, resolve};
 
-/// Repetitions per cell, each on fresh sockets and a fresh port: some old kernels decide a few
-/// cells from state that is not reset, and that must show as instability, not as a flake.
-pub const REPETITIONS: usize = 3;
-
 pub fn run(cell: &BindCell, lab: &Lab) -> Measured {
     let mut facts = Facts::default();
     // Whether A really was in TIME_WAIT: a full TIME_WAIT table closes it outright instead, and
@@ -22,10 +18,8 @@ pub fn run(cell: &BindCell, lab: &Lab) -> Measured {
     if checks_time_wait {
         start_watching_time_wait_overflows();
     }
-    for _ in 0..REPETITIONS {
-        if let Err(error) = once(cell, lab, &mut facts) {
-            return facts.ended(wire::Status::Failed { error });
-        }
+    if let Err(error) = super::repeat(lab, &mut facts, |_| true, |facts| once(cell, lab, facts)) {
+        return facts.ended(wire::Status::Failed { error });
     }
     if checks_time_wait {
         if let Some(n) = time_wait_overflows_since_last_look() {

@@ -11,15 +11,10 @@ use super::{Facts, Lab, Measured};
 use crate::net::{self, errno_name, outcome};
 use crate::probe::{self, Watched, CONNECT_TIMEOUT};
 
-/// Repetitions per cell, each on fresh sockets and fresh ports.
-pub const REPETITIONS: usize = 3;
-
 pub fn run(cell: &ConnectCell, lab: &Lab) -> Measured {
     let mut facts = Facts::default();
-    for _ in 0..REPETITIONS {
-        if let Err(error) = once(cell, lab, &mut facts) {
-            return facts.ended(wire::Status::Failed { error });
-        }
+    if let Err(error) = super::repeat(lab, &mut facts, |_| true, |facts| once(cell, lab, facts)) {
+        return facts.ended(wire::Status::Failed { error });
     }
     facts.done()
 }

@@ -55,6 +55,15 @@ impl Facts {
         }
     }
 
+    /// Whether some repetitions disagree: an outcome or a receiver fact that `counts` holding
+    /// more than one value.
+    fn disagree(&self, counts: impl Fn(&str) -> bool) -> bool {
+        self.0.iter().any(|(name, fact)| match fact {
+            Fact::Outcomes(v) | Fact::Receivers(v) => counts(name) && v.iter().any(|x| *x != v[0]),
+            _ => false,
+        })
+    }
+
     pub fn set(&mut self, name: &str, fact: Fact) {
         self.0.insert(name.to_string(), fact);
     }
@@ -74,6 +83,38 @@ impl Facts {
     }
 }
 
+/// Repetitions of a cell, each on fresh sockets and a fresh port: some old kernels decide a few
+/// cells from state that is not reset, and that must show as instability, not as a flake.
+pub const REPETITIONS: usize = 3;
+
+/// Repetitions of a cell whose own repetitions disagree, so that how often each value comes up
+/// means something: 24 put a 40% frequency within ±0.2 (95%) for one cell, and much closer for
+/// the dozens of cells a behaviour groups. Under TCG a repetition costs ~0.5 ms in the bind
+/// matrix, ~12 ms in the TIME_WAIT family.
+pub const REPETITIONS_WHEN_UNSTABLE: usize = 24;
+
+/// Runs `once` [`Lab::repetitions`] times, and up to [`REPETITIONS_WHEN_UNSTABLE`] when this
+/// cell's repetitions disagree in a fact that `counts` (receivers that are members of one
+/// reuseport group may differ by hash, and are left out by the caller). `Err` from `once` (the
+/// measuring broke) stops at once.
+pub fn repeat(
+    lab: &Lab,
+    facts: &mut Facts,
+    counts: impl Fn(&str) -> bool,
+    mut once: impl FnMut(&mut Facts) -> Result<(), String>,
+) -> Result<(), String> {
+    let base = lab.repetitions;
+    for _ in 0..base {
+        once(facts)?;
+    }
+    if facts.disagree(&counts) {
+        for _ in base..REPETITIONS_WHEN_UNSTABLE.max(base) {
+            once(facts)?;
+        }
+    }
+    Ok(())
+}
+
 /// First explicit port experiments use; below it sit the peers, above [`LAST_PORT`] the kernel's
 /// ephemeral range.
 pub const FIRST_PORT: u32 = 10000;
@@ -85,6 +126,9 @@ pub struct Lab {
     next_port: &'static AtomicU32,
     /// The next experiment index a worker may claim (see `runner`).
     pub next_claim: &'static AtomicU32,
+    /// How many times each repeated cell runs at least: [`REPETITIONS`], or what the host asked
+    /// for (`rph.repeat=`) when it re-measures cells a first boot found unstable.
+    pub repetitions: usize,
     /// Which worker slot this process is; keeps concurrent workers' peers on distinct ports.
     pub slot: std::cell::Cell<u16>,
     pub channel: crate::channel::RawChannel,
@@ -93,11 +137,12 @@ pub struct Lab {
 }
 
 impl Lab {
-    pub fn new(channel: crate::channel::RawChannel) -> Lab {
+    pub fn new(channel: crate::channel::RawChannel, repetitions: usize) -> Lab {
         let shared = shared_page();
         Lab {
             next_port: &shared[0],
             next_claim: &shared[16],
+            repetitions,
             slot: std::cell::Cell::new(0),
             channel,
             peer4: OnceCell::new(),

@@ -15,19 +15,19 @@ use super::{Facts, Lab, Measured};
 use crate::net::{self, errno_name, outcome};
 use crate::probe::{self, Watched};
 
-/// Repetitions per cell, each on fresh sockets and a fresh port.
-pub const REPETITIONS: usize = 3;
-
 /// The interface every membership and every send uses, named by its address.
 const LO: Ipv4Addr = Ipv4Addr::LOCALHOST;
 
 pub fn run(cell: &MulticastCell, lab: &Lab) -> Measured {
     let mut facts = Facts::default();
     let mut datagrams: BTreeMap<&str, Vec<u64>> = BTreeMap::new();
-    for _ in 0..REPETITIONS {
-        if let Err(error) = once(cell, lab, &mut facts, &mut datagrams) {
-            return facts.ended(wire::Status::Failed { error });
-        }
+    if let Err(error) = super::repeat(
+        lab,
+        &mut facts,
+        |_| true,
+        |facts| once(cell, lab, facts, &mut datagrams),
+    ) {
+        return facts.ended(wire::Status::Failed { error });
     }
     for (label, counts) in datagrams {
         facts.set(&format!("datagrams.{label}"), Fact::Counts(counts));

@@ -24,9 +24,6 @@ use super::{Facts, Lab, Measured};
 use crate::net::{self, errno_name, outcome};
 use crate::probe::CONNECT_TIMEOUT;
 
-/// Repetitions per cell, each on fresh sockets and fresh ports.
-pub const REPETITIONS: usize = 3;
-
 /// How long the closing handshake may take to leave a socket in TIME_WAIT before the rebind is
 /// tried anyway (and `time_wait_seen` says `absent`). On loopback it is usually done before
 /// close() returns.
@@ -44,13 +41,7 @@ pub fn run(cell: &TimeWaitCell, lab: &Lab) -> Measured {
             None
         }
     };
-    let mut result = Ok(());
-    for _ in 0..REPETITIONS {
-        result = once(cell, lab, &mut facts);
-        if result.is_err() {
-            break;
-        }
-    }
+    let result = super::repeat(lab, &mut facts, |_| true, |facts| once(cell, lab, facts));
     drop(guard);
     match result {
         Ok(()) => facts.done(),

@@ -165,6 +165,7 @@ mod tests {
             selection: vec!["all".into()],
             planned,
             guest_version: "0".into(),
+            repetitions: None,
             preflight: None,
         })
     }

@@ -16,7 +16,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 
 use crate::commands::check::{self, BootArgs, Measurement};
-use crate::judge::evolution::Signature;
+use crate::judge::signature::Signature;
 use crate::matrix::{KernelSpec, VersionKey};
 use crate::ExitKind;
 
@@ -43,7 +43,7 @@ pub struct BisectArgs {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Step {
     Same,
-    Differs(Vec<String>),
+    Differs(Vec<crate::judge::signature::AspectChange>),
     Skipped(String),
 }
 
@@ -203,12 +203,7 @@ pub fn main(args: &BisectArgs, kernels_yaml: &Path, offline: bool) -> Result<Exi
                 if changes.is_empty() {
                     Step::Same
                 } else {
-                    Step::Differs(
-                        changes
-                            .iter()
-                            .map(|c| format!("{}: {} -> {}", c.aspect, c.before, c.after))
-                            .collect(),
-                    )
+                    Step::Differs(changes)
                 }
             }
         }
@@ -248,8 +243,12 @@ pub fn main(args: &BisectArgs, kernels_yaml: &Path, offline: bool) -> Result<Exi
         "first kernel whose {} outcome differs from {}'s: {} ({} of {} kernels booted)",
         args.experiment, names[good], names[first], boots, span
     );
+    println!(
+        "  behaviour change: {}",
+        crate::judge::changes::cell_change_text(&args.experiment, &first_changes)
+    );
     for change in &first_changes {
-        println!("  {change}");
+        println!("  {}: {} -> {}", change.aspect, change.before, change.after);
     }
     if !skipped.is_empty() {
         println!(

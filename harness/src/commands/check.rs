@@ -1,7 +1,7 @@
 //! `harness check` and `harness build-kernel`: one kernel, one experiment, one answer in the exit
 //! code, so that `git bisect run` can drive the harness over a kernel git tree (docs/bisect.md).
 //!
-//! An experiment's outcome is its [`Signature`] (crate::judge::evolution): outcome facts as stable values,
+//! An experiment's outcome is its [`Signature`] (crate::judge::signature): outcome facts as stable values,
 //! distribution and steering facts reduced to statistics, never raw member labels or counts (which
 //! member gets a flow depends on a per-boot hash secret). OUTCOME names aspects of it:
 //! `--expect b_bind=EADDRINUSE`, `--expect 'steering=all steered'`; every one given must match.
@@ -19,7 +19,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 
 use crate::boot::accel::Accel;
-use crate::judge::evolution::{self, Signature};
+use crate::judge::signature::{self, Signature};
 use crate::matrix::{BuildSource, KernelSource, KernelSpec};
 use crate::results::{KernelResult, RunOutcome};
 use crate::run::{self, AccelChoice, RunOptions};
@@ -182,7 +182,7 @@ pub fn measurement_of(result: &KernelResult, experiment: &str) -> Measurement {
         Some(reason) => Measurement::Untestable { reason },
         None => Measurement::Measured {
             release: result.release().map(str::to_owned),
-            signature: evolution::signature(record),
+            signature: signature::signature(record),
         },
     }
 }
@@ -400,7 +400,7 @@ pub fn build_kernel_main(args: &BuildKernelArgs, offline: bool) -> Result<ExitCo
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::judge::evolution::Aspect;
+    use crate::judge::signature::Aspect;
 
     fn signature(aspects: &[(&str, &str, bool)]) -> Signature {
         Signature(

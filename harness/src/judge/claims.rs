@@ -184,8 +184,8 @@ pub struct Claim {
     /// Short and exact: a substring of the document.
     pub quote: String,
     pub scope: Scope,
-    /// The claim says behaviour changes at this version; evolution compares it with the change
-    /// points observed in the matrix. Default: no change claimed.
+    /// The claim says behaviour changes at this version; the change model (`changes`) compares it
+    /// with the behaviour changes observed in the matrix. Default: no change claimed.
     #[serde(default)]
     pub changes_at: Option<Version>,
     /// Why the test reads the claim the way it does. Default: none.
@@ -193,7 +193,7 @@ pub struct Claim {
     pub note: Option<String>,
     /// The claim is known to be wrong where it applies, and why: the report still shows it
     /// contradicted, but a nightly run does not fail on it (a change is caught by `diff` and
-    /// evolution instead). Default: none, every contradiction fails.
+    /// the change model instead). Default: none, every contradiction fails.
     #[serde(default)]
     pub expected_difference: Option<String>,
     pub check: Check,
@@ -361,29 +361,6 @@ fn catalogue_ids() -> &'static [(String, Experiment)] {
     IDS.get_or_init(|| wire::catalogue().into_iter().map(|e| (e.id(), e)).collect())
 }
 
-/// `*` matches any run of characters (dots included); everything else matches itself.
-pub fn glob_matches(pattern: &str, text: &str) -> bool {
-    let parts: Vec<&str> = pattern.split('*').collect();
-    if parts.len() == 1 {
-        return pattern == text;
-    }
-    let (first, last) = (parts[0], parts[parts.len() - 1]);
-    if !text.starts_with(first)
-        || !text[first.len()..].ends_with(last)
-        || text.len() < first.len() + last.len()
-    {
-        return false;
-    }
-    let mut rest = &text[first.len()..text.len() - last.len()];
-    for middle in &parts[1..parts.len() - 1] {
-        match rest.find(middle) {
-            Some(at) => rest = &rest[at + middle.len()..],
-            None => return false,
-        }
-    }
-    true
-}
-
 /// Resolves the test's patterns and checks its fact and expectation against every experiment.
 /// The error names the offending pattern, when there is one, and says what is wrong.
 fn resolve_test(
@@ -401,7 +378,7 @@ fn resolve_test(
         let matched: Vec<usize> = catalogue
             .iter()
             .enumerate()
-            .filter(|(_, (id, _))| glob_matches(pattern, id))
+            .filter(|(_, (id, _))| wire::glob_matches(pattern, id))
             .map(|(i, _)| i)
             .collect();
         if matched.is_empty() {
@@ -848,19 +825,6 @@ claims:
         assert!(error.starts_with(&prefix), "{error}");
         let missing = format!("{:#}", load(&dir.path().join("absent.yaml")).unwrap_err());
         assert!(missing.contains("absent.yaml"), "{missing}");
-    }
-
-    #[test]
-    fn globs() {
-        assert!(glob_matches(
-            "bind.*.same-uid",
-            "bind.tcp.v4lo+v4lo.bound.a-rp.b-rp.same-uid"
-        ));
-        assert!(glob_matches("a*b*c", "axxbyyc"));
-        assert!(!glob_matches("a*b*c", "axxcyyb"));
-        assert!(!glob_matches("ab*ba", "aba"));
-        assert!(glob_matches("options.so_reuseport", "options.so_reuseport"));
-        assert!(!glob_matches("options.so_reuse", "options.so_reuseport"));
     }
 
     #[test]

@@ -1,7 +1,10 @@
-//! `harness diff OLD NEW`: every changed outcome between two result sets, by kernel and
-//! experiment — the nightly regression view.
+//! `harness diff OLD NEW` and `harness run --baseline`: what changed between two result sets, in
+//! the words of the change model — behaviour changes per kernel, each the cells where the same
+//! facts moved the same way, named by the catalogue dimensions that pick them out (`describe`),
+//! with how many cells — then every changed cell, one grep-friendly line each. The nightly
+//! regression view: a real regression is one line at the top, not one among thousands.
 //!
-//! Outcomes are compared through [`evolution::signature`], so distribution facts are compared as
+//! Outcomes are compared through [`signature::signature`], so distribution facts are compared as
 //! statistics (even or not, sticky or not), never as raw counts or member indexes, which change
 //! with every boot's hash secret.
 
@@ -10,7 +13,9 @@ use std::fmt;
 
 use serde::Serialize;
 
-use crate::judge::evolution::{self, AspectChange, Signature};
+use crate::judge::changes::{fact_words, family_words};
+use crate::judge::describe::{describe, Description};
+use crate::judge::signature::{self, AspectChange, Signature};
 use crate::results::KernelResult;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -38,8 +43,38 @@ pub struct RunChange {
     pub after: String,
 }
 
+/// Cells of one kernel and family whose facts moved the same way.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BehaviourDiff {
+    pub kernel: String,
+    pub family: String,
+    /// What moved; empty for cells newly measured or no longer measured (`what` says which).
+    pub moves: Vec<AspectChange>,
+    /// "B's bind: EADDRINUSE → ok", "newly measured", "no longer measured".
+    pub what: String,
+    pub description: Description,
+    pub cells: Vec<String>,
+}
+
+impl BehaviourDiff {
+    pub fn headline(&self) -> String {
+        format!(
+            "{}: {}: {}: {} ({} cell{})",
+            self.kernel,
+            family_words(&self.family),
+            self.description.short(),
+            self.what,
+            self.cells.len(),
+            if self.cells.len() == 1 { "" } else { "s" }
+        )
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Default)]
 pub struct Diff {
+    /// When the two sets share no kernel id and hold one kernel each, those two are compared
+    /// (`old id`, `new id`), as in `harness diff results-4.4/ results-4.6/`.
+    pub paired: Option<(String, String)>,
     /// Kernels only in the new set.
     pub kernels_added: Vec<String>,
     /// Kernels only in the old set.
@@ -49,6 +84,8 @@ pub struct Diff {
     /// Kernels whose measured release changed (a new package build of the same series).
     pub releases: Vec<RunChange>,
     pub experiments: Vec<ExperimentChange>,
+    /// The experiments' changes grouped into behaviour changes, largest first.
+    pub behaviour: Vec<BehaviourDiff>,
 }
 
 impl Diff {
@@ -61,13 +98,29 @@ impl Diff {
     }
 }
 
-/// Compares two result sets kernel by kernel (matched by kernel id).
+/// Compares two result sets kernel by kernel (matched by kernel id; two sets of one kernel each
+/// with different ids are compared with each other).
 pub fn diff(old: &[KernelResult], new: &[KernelResult]) -> Diff {
+    let paired = match (old, new) {
+        ([a], [b]) if a.kernel != b.kernel => Some((a.kernel.clone(), b.kernel.clone())),
+        _ => None,
+    };
+    let renamed: Vec<KernelResult>;
+    let new = match &paired {
+        Some((old_id, _)) => {
+            let mut b = new[0].clone();
+            b.kernel = old_id.clone();
+            renamed = vec![b];
+            &renamed[..]
+        }
+        None => new,
+    };
     let old_by: BTreeMap<&str, &KernelResult> =
         old.iter().map(|k| (k.kernel.as_str(), k)).collect();
     let new_by: BTreeMap<&str, &KernelResult> =
         new.iter().map(|k| (k.kernel.as_str(), k)).collect();
     let mut d = Diff {
+        paired: paired.clone(),
         kernels_added: new_by
             .keys()
             .filter(|k| !old_by.contains_key(*k))
@@ -111,12 +164,12 @@ pub fn diff(old: &[KernelResult], new: &[KernelResult]) -> Diff {
         let sig_before: BTreeMap<&str, Signature> = before
             .records
             .iter()
-            .map(|r| (r.id.as_str(), evolution::signature(r)))
+            .map(|r| (r.id.as_str(), signature::signature(r)))
             .collect();
         let sig_after: BTreeMap<&str, Signature> = after
             .records
             .iter()
-            .map(|r| (r.id.as_str(), evolution::signature(r)))
+            .map(|r| (r.id.as_str(), signature::signature(r)))
             .collect();
         let ids: BTreeSet<&str> = sig_before.keys().chain(sig_after.keys()).copied().collect();
         let mut ids: Vec<&str> = ids.into_iter().collect();
@@ -145,13 +198,103 @@ pub fn diff(old: &[KernelResult], new: &[KernelResult]) -> Diff {
                 change,
             });
         }
+        let comparable: BTreeSet<String> = sig_before
+            .keys()
+            .filter(|id| sig_after.contains_key(*id))
+            .map(|id| id.to_string())
+            .collect();
+        d.behaviour
+            .extend(group(kernel, &d.experiments, &comparable));
     }
+    if let Some((_, new_id)) = &paired {
+        // Say the new kernel's own id where the pairing put the old one's.
+        for b in &mut d.behaviour {
+            b.kernel = format!("{} → {new_id}", b.kernel);
+        }
+    }
+    d.behaviour.sort_by(|a, b| {
+        b.cells
+            .len()
+            .cmp(&a.cells.len())
+            .then(a.kernel.cmp(&b.kernel))
+    });
     d
+}
+
+fn unstable_as_such(value: &str) -> String {
+    if value.starts_with("unstable(") {
+        "unstable".to_owned()
+    } else {
+        value.to_owned()
+    }
+}
+
+/// The changed experiments of `kernel` grouped by family and by what moved, each group described
+/// among the cells of its family measured in both sets.
+fn group(
+    kernel: &str,
+    changes: &[ExperimentChange],
+    comparable: &BTreeSet<String>,
+) -> Vec<BehaviourDiff> {
+    let mut groups: BTreeMap<(String, Vec<AspectChange>, String), Vec<String>> = BTreeMap::new();
+    for e in changes.iter().filter(|e| e.kernel == kernel) {
+        let family = e
+            .experiment
+            .split('.')
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        let (moves, what) = match &e.change {
+            Change::Changed { changes } => {
+                // How often each value came up differs from cell to cell; that the cell is
+                // unstable is the behaviour (the counts are in the cell lines).
+                let moves: Vec<AspectChange> = changes
+                    .iter()
+                    .map(|c| AspectChange {
+                        aspect: c.aspect.clone(),
+                        before: unstable_as_such(&c.before),
+                        after: unstable_as_such(&c.after),
+                    })
+                    .collect();
+                let what = crate::judge::changes::moves_text(&moves);
+                (moves, what)
+            }
+            Change::Appeared => (Vec::new(), "newly measured".to_owned()),
+            Change::Disappeared => (Vec::new(), "no longer measured".to_owned()),
+        };
+        groups
+            .entry((family, moves, what))
+            .or_default()
+            .push(e.experiment.clone());
+    }
+    let catalogue = wire::catalogue();
+    groups
+        .into_iter()
+        .map(|((family, moves, what), cells)| {
+            let universe: Vec<&wire::Experiment> = catalogue
+                .iter()
+                .filter(|e| e.family().token() == family)
+                .filter(|e| moves.is_empty() || comparable.contains(&e.id()))
+                .collect();
+            let chosen: BTreeSet<String> = cells.iter().cloned().collect();
+            BehaviourDiff {
+                kernel: kernel.to_owned(),
+                description: describe(&universe, &chosen),
+                family,
+                moves,
+                what,
+                cells,
+            }
+        })
+        .collect()
 }
 
 impl fmt::Display for Diff {
     /// One line per change, `kernel :: experiment: aspect before -> after`, grep-friendly.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some((old, new)) = &self.paired {
+            writeln!(f, "comparing {old} (old) with {new} (new)")?;
+        }
         if self.is_empty() {
             return writeln!(f, "no changed outcome");
         }
@@ -166,6 +309,13 @@ impl fmt::Display for Diff {
         }
         for r in &self.releases {
             writeln!(f, "{}: release {} -> {}", r.kernel, r.before, r.after)?;
+        }
+        if !self.behaviour.is_empty() {
+            writeln!(f, "\nBehaviour changes ({}):", self.behaviour.len())?;
+            for b in &self.behaviour {
+                writeln!(f, "  {}", b.headline())?;
+            }
+            writeln!(f, "\nCells:")?;
         }
         for e in &self.experiments {
             match &e.change {
@@ -206,7 +356,7 @@ mod tests {
 
     /// A kernel upgrade seen as a nightly diff: the results of one recorded kernel stand for the
     /// old run and those of the next for the new run of the same kernel id. Every reported change
-    /// is real (it is also a change point of the evolution), and distribution cells never differ
+    /// is real (it is also a cell change of the change model), and distribution cells never differ
     /// by raw counts alone.
     #[test]
     fn an_upgrade_shows_as_changed_outcomes_by_kernel_and_experiment() {
@@ -246,6 +396,49 @@ mod tests {
                 text.contains(&format!("{} :: {}", e.kernel, e.experiment)),
                 "{text}"
             );
+        }
+    }
+
+    /// `harness diff` between the 4.4 and the 4.6 recordings: two sets of one kernel each, so the
+    /// two kernels are compared; the behaviour changes come first, each a line a person reads in a
+    /// terminal, then the cells.
+    #[test]
+    fn diff_between_two_kernels_prints_the_behaviour_changes_first() {
+        let ten = fixtures::recorded("ten");
+        let one = |id: &str| ten.iter().find(|k| k.kernel == id).unwrap().clone();
+        let d = diff(&[one("4.4")], &[one("4.6")]);
+        assert_eq!(d.paired, Some(("4.4".to_owned(), "4.6".to_owned())));
+        let text = d.to_string();
+        let (behaviour, cells) = (
+            text.find("Behaviour changes").expect("behaviour changes"),
+            text.find("\nCells:").expect("cells"),
+        );
+        assert!(behaviour < cells, "{text}");
+        assert!(
+            text.starts_with("comparing 4.4 (old) with 4.6 (new)"),
+            "{text}"
+        );
+        assert!(!d.behaviour.is_empty());
+        let total: usize = d.behaviour.iter().map(|b| b.cells.len()).sum();
+        assert_eq!(
+            total,
+            d.experiments.len(),
+            "every changed cell in one behaviour change"
+        );
+        assert!(
+            d.behaviour.len() * 10 < d.experiments.len(),
+            "{} behaviour changes for {} cells",
+            d.behaviour.len(),
+            d.experiments.len()
+        );
+        // The lookup change of 4.5–4.6 and the cBPF arrival at 4.5 are among them, in words.
+        let lines: Vec<String> = d.behaviour.iter().map(|b| b.headline()).collect();
+        assert!(
+            lines.iter().any(|l| l.starts_with("4.4 → 4.6: Lookup: ")),
+            "{lines:#?}"
+        );
+        for line in &lines {
+            assert!(line.len() < 600, "{line}");
         }
     }
 

@@ -226,8 +226,9 @@ pub struct KernelColumn {
     /// Why the kernel's environment was broken (its pre-flight check failed): nothing it
     /// recorded is judged, and a nightly run fails on it.
     pub environment_fault: Option<String>,
-    /// How the measuring ran, for people reproducing it: accelerator, CPUs, concurrent
-    /// experiments, record channel (e.g. `tcg · 2 CPUs · 1 worker · shared-memory`).
+    /// How the measuring ran, for people reproducing it: accelerator, CPU model, CPUs,
+    /// concurrent experiments, record channel (e.g. `tcg · -cpu max,-cx16 · 2 CPUs · 1 worker ·
+    /// shared-memory`).
     pub measured_as: Option<String>,
 }
 
@@ -333,6 +334,9 @@ fn measured_as(result: &KernelResult) -> Option<String> {
     let mut parts = Vec::new();
     if let Some(attempt) = result.attempts.last() {
         parts.push(attempt.accel.clone());
+        if let Some(cpu) = &attempt.cpu {
+            parts.push(format!("-cpu {cpu}"));
+        }
     }
     parts.push(format!("{} CPUs", header.cpus));
     if let Some(w) = header.workers {
@@ -998,22 +1002,22 @@ mod tests_on_emulation_faults {
             }
         }
         assert!(excused > 0, "no claim read the EFAULT records at all");
-        // The same records in the evolution across 3.8 → 3.9: never a change.
+        // The same records in the change model across 3.8 → 3.9: never a change.
         let mut both = faulty;
         both.extend(
             fixtures::recorded("old-kernels")
                 .into_iter()
                 .filter(|k| k.kernel == "3.9"),
         );
-        let evolution = crate::judge::evolution::analyse(&both, &claims);
-        let efault: Vec<_> = evolution
-            .changes
+        let changes = crate::judge::changes::analyse(&both, &claims);
+        let efault: Vec<_> = changes
+            .cells
             .iter()
             .filter(|c| c.changes.iter().any(|a| a.before.contains("EFAULT")))
             .map(|c| c.experiment.clone())
             .collect();
         assert!(efault.is_empty(), "EFAULT read as behaviour: {efault:?}");
-        assert!(!evolution.changes.is_empty(), "3.8 → 3.9 has real changes");
+        assert!(!changes.cells.is_empty(), "3.8 → 3.9 has real changes");
     }
 }
 
@@ -1229,10 +1233,10 @@ mod tests_on_fixtures {
             why.contains(cell) && why.contains("TIME_WAIT table overflowed 2 time(s)"),
             "{why}"
         );
-        let signature = crate::judge::evolution::signature(record_of(&results, "deb-6.1", cell));
+        let signature = crate::judge::signature::signature(record_of(&results, "deb-6.1", cell));
         assert!(signature
             .0
-            .contains_key(crate::judge::evolution::ENVIRONMENT));
+            .contains_key(crate::judge::signature::ENVIRONMENT));
     }
 
     fn record_of<'a>(results: &'a [KernelResult], kernel: &str, id: &str) -> &'a ExperimentRecord {

@@ -1,5 +1,6 @@
-//! Evolution: where in the version-ordered matrix each experiment's behaviour changes, set against
-//! the change points the documents claim.
+//! Signatures: an experiment's behaviour on one kernel, reduced to what can be compared across
+//! kernels and boots. The change model (`changes`), `diff`, `bisect` and `check` compare through
+//! them.
 //!
 //! Behaviour is compared through a [`Signature`]: the outcome facts as stable values (or as
 //! `unstable(...)`), and distribution, steering and cost facts reduced to statistics (even or
@@ -11,13 +12,8 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use wire::{ExperimentRecord, Fact, Status};
 
-use crate::judge::claims::ClaimSet;
-use crate::judge::evaluate::{
-    counted, is_bind_fact, kernel_version, ordered, time_wait_overflowed,
-};
+use crate::judge::evaluate::{counted, is_bind_fact, time_wait_overflowed};
 use crate::judge::stats;
-use crate::results::KernelResult;
-use crate::version::Version;
 
 /// One aspect of an experiment's behaviour, as compared across kernels.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -58,6 +54,23 @@ impl Signature {
         );
     }
 
+    /// Makes `name` soft: a change to or from it is then not a change.
+    pub fn soften(&mut self, name: &str) {
+        if let Some(aspect) = self.0.get_mut(name) {
+            aspect.firm = false;
+        }
+    }
+
+    /// Takes over every firm aspect of `later` (and the soft ones this lacks): the behaviour of
+    /// a run of kernels as known so far, where a soft reading never overwrites a firm one.
+    pub fn absorb(&mut self, later: &Signature) {
+        for (name, aspect) in &later.0 {
+            if aspect.firm || !self.0.contains_key(name) {
+                self.0.insert(name.clone(), aspect.clone());
+            }
+        }
+    }
+
     fn soft(&mut self, name: &str, value: impl Into<String>) {
         self.0.insert(
             name.to_owned(),
@@ -81,7 +94,14 @@ impl Signature {
             .filter_map(|name| {
                 let before = self.0.get(name);
                 let after = other.0.get(name);
+                // Two readings that both disagreed between repetitions say the same thing (the
+                // cell is unstable), however often each value came up.
                 let differs = match (before, after) {
+                    (Some(b), Some(a))
+                        if b.value.starts_with("unstable(") && a.value.starts_with("unstable(") =>
+                    {
+                        false
+                    }
                     (Some(b), Some(a)) => b.firm && a.firm && b.value != a.value,
                     (Some(only), None) | (None, Some(only)) => only.firm,
                     (None, None) => false,
@@ -101,7 +121,7 @@ impl Signature {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 pub struct AspectChange {
     pub aspect: String,
     pub before: String,
@@ -148,6 +168,17 @@ pub fn signature(record: &ExperimentRecord) -> Signature {
                     ),
                 );
                 s.soft(name, stable_or_unstable(values))
+            }
+            // In the group families an outcome list holds one value per member (SO_REUSEPORT,
+            // bind, listen as the group was built), not repetitions: the list is the value.
+            Fact::Outcomes(values) if matches!(family, "dist" | "steer" | "cost") => {
+                let mut distinct: Vec<&str> = Vec::new();
+                for v in values {
+                    if !distinct.contains(&v.as_str()) {
+                        distinct.push(v);
+                    }
+                }
+                s.firm(name, distinct.join("/"))
             }
             Fact::Outcomes(values) => s.firm(name, stable_or_unstable(values)),
             // Which member got each flow depends on the boot's hash secret: never compared.
@@ -321,438 +352,10 @@ fn cost_aspects(record: &ExperimentRecord, s: &mut Signature) {
     }
 }
 
-/// Where an experiment's behaviour differs between two neighbouring measured kernels.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ChangePoint {
-    pub experiment: String,
-    pub from: String,
-    pub to: String,
-    pub changes: Vec<AspectChange>,
-    /// Either side is unstable: a change in stability, not necessarily in behaviour.
-    pub involves_instability: bool,
-    /// Claims whose change point lies between `from` and `to` and that read this experiment.
-    pub claimed_by: Vec<String>,
-    /// When the kernel on one side differs from both its neighbours, which agree with each
-    /// other, that kernel: a property of one build (or of the host row's environment) rather
-    /// than a change that stays.
-    pub alone: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(tag = "verdict", rename_all = "snake_case")]
-pub enum ClaimedChangeVerdict {
-    /// The behaviour changes between the last measured kernel below the version and the first at
-    /// or above it.
-    Agrees { from: String, to: String },
-    /// Kernels on both sides were measured and the behaviour is the same.
-    NotObserved { from: String, to: String },
-    /// No measured kernel on one side of the version.
-    NotObservable { why: String },
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ClaimedChangeOutcome {
-    pub experiment: String,
-    pub verdict: ClaimedChangeVerdict,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ClaimedChange {
-    pub claim: String,
-    pub at: String,
-    pub outcomes: Vec<ClaimedChangeOutcome>,
-}
-
-impl ClaimedChange {
-    /// Agrees when the change shows in at least one of the claim's experiments; not observed when
-    /// it shows in none though it could have; not observable otherwise.
-    pub fn overall(&self) -> &'static str {
-        if self
-            .outcomes
-            .iter()
-            .any(|o| matches!(o.verdict, ClaimedChangeVerdict::Agrees { .. }))
-        {
-            "agrees"
-        } else if self
-            .outcomes
-            .iter()
-            .any(|o| matches!(o.verdict, ClaimedChangeVerdict::NotObserved { .. }))
-        {
-            "claimed change not observed"
-        } else {
-            "not observable here"
-        }
-    }
-}
-
-impl ClaimedChange {
-    /// The outcomes grouped for people: `changes between 3.8 and 5.10: options.so_reuseport`,
-    /// `no kernel below 3.9 was measured (7 experiments)`.
-    pub fn detail(&self) -> String {
-        let mut groups: Vec<(String, Vec<&str>)> = Vec::new();
-        for o in &self.outcomes {
-            let key = match &o.verdict {
-                ClaimedChangeVerdict::Agrees { from, to } => {
-                    format!("changes between {from} and {to}")
-                }
-                ClaimedChangeVerdict::NotObserved { from, to } => {
-                    format!("the same on {from} and {to}")
-                }
-                ClaimedChangeVerdict::NotObservable { why } => why.clone(),
-            };
-            match groups.iter_mut().find(|(k, _)| *k == key) {
-                Some((_, ids)) => ids.push(&o.experiment),
-                None => groups.push((key, vec![&o.experiment])),
-            }
-        }
-        groups
-            .iter()
-            .map(|(key, ids)| match ids.as_slice() {
-                [one] => format!("{key}: {one}"),
-                [first, ..] => format!("{key}: {} experiments (e.g. {first})", ids.len()),
-                [] => key.clone(),
-            })
-            .collect::<Vec<_>>()
-            .join("; ")
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Evolution {
-    /// Measured kernels in version order (those with records).
-    pub kernels: Vec<String>,
-    /// Kernels that could not be measured, with the reason.
-    pub unmeasured: Vec<(String, String)>,
-    /// Every change point of every experiment, in catalogue order then version order.
-    pub changes: Vec<ChangePoint>,
-    pub claimed: Vec<ClaimedChange>,
-}
-
-impl Evolution {
-    /// Lasting change points no claim accounts for: not instability, and not one kernel that
-    /// differs from both neighbours.
-    pub fn unclaimed(&self) -> impl Iterator<Item = &ChangePoint> {
-        self.changes
-            .iter()
-            .filter(|c| c.claimed_by.is_empty() && !c.involves_instability && c.alone.is_none())
-    }
-
-    /// Change points where one kernel alone differs from its neighbours (counted once per pair).
-    pub fn lone(&self) -> impl Iterator<Item = &ChangePoint> {
-        self.changes
-            .iter()
-            .filter(|c| c.alone.as_deref() == Some(c.to.as_str()) && !c.involves_instability)
-    }
-
-    /// Change points grouped by where they happen and what changes, largest group first, so
-    /// that 49 bind cells flipping the same way read as one line.
-    pub fn groups(&self) -> Vec<ChangeGroup> {
-        let mut groups: Vec<ChangeGroup> = Vec::new();
-        for c in &self.changes {
-            let what = c
-                .changes
-                .iter()
-                .map(|a| format!("{}: {} → {}", a.aspect, a.before, a.after))
-                .collect::<Vec<_>>()
-                .join("; ");
-            let family = c
-                .experiment
-                .split('.')
-                .next()
-                .unwrap_or_default()
-                .to_owned();
-            match groups.iter_mut().find(|g| {
-                g.from == c.from
-                    && g.to == c.to
-                    && g.what == what
-                    && g.family == family
-                    && g.claimed_by == c.claimed_by
-                    && g.alone == c.alone
-            }) {
-                Some(g) => g.experiments.push(c.experiment.clone()),
-                None => groups.push(ChangeGroup {
-                    from: c.from.clone(),
-                    to: c.to.clone(),
-                    family,
-                    what,
-                    claimed_by: c.claimed_by.clone(),
-                    involves_instability: c.involves_instability,
-                    alone: c.alone.clone(),
-                    experiments: vec![c.experiment.clone()],
-                    pattern: String::new(),
-                }),
-            }
-        }
-        for g in &mut groups {
-            g.pattern = sub_patterns(&g.experiments);
-        }
-        // Largest first; ties in matrix order.
-        let order: Vec<&String> = self.kernels.iter().collect();
-        let at = |k: &String| order.iter().position(|o| *o == k).unwrap_or(usize::MAX);
-        groups.sort_by(|a, b| {
-            b.experiments
-                .len()
-                .cmp(&a.experiments.len())
-                .then(at(&a.from).cmp(&at(&b.from)))
-        });
-        groups
-    }
-}
-
-/// Change points that happen between the same kernels, in one family, in the same way.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ChangeGroup {
-    pub from: String,
-    pub to: String,
-    pub family: String,
-    /// `b_bind: ok → EADDRINUSE; b_listen: ok → absent`.
-    pub what: String,
-    pub claimed_by: Vec<String>,
-    pub involves_instability: bool,
-    /// See [`ChangePoint::alone`].
-    pub alone: Option<String>,
-    pub experiments: Vec<String>,
-    /// The experiments' ids summarised: up to four sub-groups (same first four id components),
-    /// each as a [`common_pattern`] with its size.
-    pub pattern: String,
-}
-
-/// Groups ids by their first four components and names each sub-group by its pattern, largest
-/// first: `32 × bind.tcp.v6any+v4any.time-wait.*.*.*, 16 × …`.
-pub fn sub_patterns(ids: &[String]) -> String {
-    let mut subs: Vec<(String, Vec<String>)> = Vec::new();
-    for id in ids {
-        let key: String = id.split('.').take(4).collect::<Vec<_>>().join(".");
-        match subs.iter_mut().find(|(k, _)| *k == key) {
-            Some((_, v)) => v.push(id.clone()),
-            None => subs.push((key, vec![id.clone()])),
-        }
-    }
-    subs.sort_by_key(|(_, v)| std::cmp::Reverse(v.len()));
-    let mut parts: Vec<String> = subs
-        .iter()
-        .take(4)
-        .map(|(_, v)| {
-            if v.len() == 1 {
-                v[0].clone()
-            } else {
-                format!("{} × {}", v.len(), common_pattern(v))
-            }
-        })
-        .collect();
-    if subs.len() > 4 {
-        parts.push(format!(
-            "{} more",
-            subs[4..].iter().map(|(_, v)| v.len()).sum::<usize>()
-        ));
-    }
-    parts.join(", ")
-}
-
-/// `bind.tcp.mapped-any+mapped-lo.listening.a-ra-rp.b-ra-rp.other-uid` and
-/// `bind.tcp.v6any+v4any.listening.a-ra.b-ra.other-uid` give `bind.tcp.*.listening.*.*.other-uid`.
-pub fn common_pattern(ids: &[String]) -> String {
-    let split: Vec<Vec<&str>> = ids.iter().map(|id| id.split('.').collect()).collect();
-    let Some(first) = split.first() else {
-        return String::new();
-    };
-    if split.iter().any(|p| p.len() != first.len()) {
-        return format!("{}.*", first[0]);
-    }
-    (0..first.len())
-        .map(|i| {
-            if split.iter().all(|p| p[i] == first[i]) {
-                first[i]
-            } else {
-                "*"
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(".")
-}
-
-/// Finds every change point in the matrix and judges every claimed one.
-pub fn analyse(results: &[KernelResult], claims: &ClaimSet) -> Evolution {
-    let all = ordered(results);
-    let (measured, unmeasured): (Vec<&KernelResult>, Vec<&KernelResult>) = all
-        .into_iter()
-        .partition(|k| !k.records.is_empty() && k.not_judgeable().is_none());
-    let versions: Vec<Option<Version>> = measured.iter().map(|k| kernel_version(k)).collect();
-    let signatures: Vec<BTreeMap<&str, Signature>> = measured
-        .iter()
-        .map(|k| {
-            k.records
-                .iter()
-                .map(|r| (r.id.as_str(), signature(r)))
-                .collect()
-        })
-        .collect();
-
-    // Claimed change points, by experiment: (claim id, version).
-    let mut claimed_at: BTreeMap<&str, Vec<(&str, &Version)>> = BTreeMap::new();
-    for claim in &claims.claims {
-        if let Some(at) = &claim.changes_at {
-            for test in claim.tests() {
-                for id in &test.resolved {
-                    claimed_at
-                        .entry(id.as_str())
-                        .or_default()
-                        .push((claim.id.as_str(), at));
-                }
-            }
-        }
-    }
-
-    let mut changes = Vec::new();
-    for experiment in wire::catalogue() {
-        let id = experiment.id();
-        let mut previous: Option<(usize, &Signature)> = None;
-        for (k, sigs) in signatures.iter().enumerate() {
-            let Some(sig) = sigs.get(id.as_str()) else {
-                continue;
-            };
-            if let Some((p, before)) = previous {
-                let diff = before.changes_to(sig);
-                if !diff.is_empty() {
-                    let claimed_by = claimed_at
-                        .get(id.as_str())
-                        .map(|cs| {
-                            cs.iter()
-                                .filter(|(_, at)| {
-                                    between(versions[p].as_ref(), versions[k].as_ref(), at)
-                                })
-                                .map(|(c, _)| c.to_string())
-                                .collect()
-                        })
-                        .unwrap_or_default();
-                    changes.push(ChangePoint {
-                        experiment: id.clone(),
-                        from: measured[p].kernel.clone(),
-                        to: measured[k].kernel.clone(),
-                        changes: diff,
-                        involves_instability: before.is_unstable() || sig.is_unstable(),
-                        claimed_by,
-                        alone: None,
-                    });
-                }
-            }
-            previous = Some((k, sig));
-        }
-    }
-    mark_lone_kernels(&mut changes, &signatures, &measured);
-
-    let claimed = claims
-        .claims
-        .iter()
-        .filter_map(|claim| {
-            let at = claim.changes_at.as_ref()?;
-            let outcomes = claim
-                .experiments()
-                .into_iter()
-                .map(|experiment| {
-                    let verdict =
-                        judge_claimed_change(&experiment, at, &measured, &versions, &signatures);
-                    ClaimedChangeOutcome {
-                        experiment,
-                        verdict,
-                    }
-                })
-                .collect();
-            Some(ClaimedChange {
-                claim: claim.id.clone(),
-                at: at.to_string(),
-                outcomes,
-            })
-        })
-        .collect();
-
-    Evolution {
-        kernels: measured.iter().map(|k| k.kernel.clone()).collect(),
-        unmeasured: unmeasured
-            .iter()
-            .map(|k| {
-                let why = k
-                    .not_judgeable()
-                    .unwrap_or_else(|| format!("{}: no records", k.run.label()));
-                (k.kernel.clone(), why)
-            })
-            .collect(),
-        changes,
-        claimed,
-    }
-}
-
-/// Marks pairs of change points `a → b`, `b → c` of one experiment where `a` and `c` behave
-/// alike: `b` alone differs.
-fn mark_lone_kernels(
-    changes: &mut [ChangePoint],
-    signatures: &[BTreeMap<&str, Signature>],
-    measured: &[&KernelResult],
-) {
-    let index = |kernel: &str| measured.iter().position(|k| k.kernel == kernel);
-    for i in 1..changes.len() {
-        let (left, right) = changes.split_at_mut(i);
-        let (first, second) = (&mut left[i - 1], &mut right[0]);
-        if first.experiment != second.experiment || first.to != second.from {
-            continue;
-        }
-        let (Some(a), Some(c)) = (index(&first.from), index(&second.to)) else {
-            continue;
-        };
-        let id = first.experiment.as_str();
-        if signatures[a][id].changes_to(&signatures[c][id]).is_empty() {
-            first.alone = Some(first.to.clone());
-            second.alone = Some(second.from.clone());
-        }
-    }
-}
-
-/// `from < at <= to`.
-fn between(from: Option<&Version>, to: Option<&Version>, at: &Version) -> bool {
-    matches!((from, to), (Some(f), Some(t)) if f < at && at <= t)
-}
-
-fn judge_claimed_change(
-    experiment: &str,
-    at: &Version,
-    measured: &[&KernelResult],
-    versions: &[Option<Version>],
-    signatures: &[BTreeMap<&str, Signature>],
-) -> ClaimedChangeVerdict {
-    let with_record: Vec<usize> = (0..measured.len())
-        .filter(|&k| signatures[k].contains_key(experiment) && versions[k].is_some())
-        .collect();
-    let below = with_record
-        .iter()
-        .rev()
-        .find(|&&k| versions[k].as_ref().is_some_and(|v| v < at));
-    let above = with_record
-        .iter()
-        .find(|&&k| versions[k].as_ref().is_some_and(|v| v >= at));
-    match (below, above) {
-        (Some(&b), Some(&a)) => {
-            let (from, to) = (measured[b].kernel.clone(), measured[a].kernel.clone());
-            if signatures[b][experiment]
-                .changes_to(&signatures[a][experiment])
-                .is_empty()
-            {
-                ClaimedChangeVerdict::NotObserved { from, to }
-            } else {
-                ClaimedChangeVerdict::Agrees { from, to }
-            }
-        }
-        (None, _) => ClaimedChangeVerdict::NotObservable {
-            why: format!("no kernel below {at} was measured"),
-        },
-        (_, None) => ClaimedChangeVerdict::NotObservable {
-            why: format!("no kernel at or above {at} was measured"),
-        },
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::results::KernelResult;
 
     fn record<'a>(
         results: &'a [KernelResult],
@@ -818,107 +421,5 @@ mod tests {
         let s = signature(&planted);
         assert!(s.is_unstable());
         assert_eq!(s.0["b_bind"].value, "unstable(EADDRINUSE x1, ok x2)");
-    }
-
-    #[test]
-    fn patterns_star_the_differing_components() {
-        let ids = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        assert_eq!(
-            common_pattern(&ids(&[
-                "bind.tcp.a+b.listening.a-ra.b-ra.other-uid",
-                "bind.tcp.c+d.listening.a-rp.b-ra.other-uid"
-            ])),
-            "bind.tcp.*.listening.*.b-ra.other-uid"
-        );
-        assert_eq!(common_pattern(&ids(&["lookup.udp.x"])), "lookup.udp.x");
-        assert_eq!(
-            common_pattern(&ids(&[
-                "dist.udp.v4.specific.n4",
-                "dist.udp.v4.specific.n4.churn"
-            ])),
-            "dist.*"
-        );
-    }
-
-    #[test]
-    fn between_is_half_open() {
-        let v = |s: &str| Version::parse_prefix(s).unwrap();
-        assert!(between(Some(&v("3.8")), Some(&v("3.9")), &v("3.9")));
-        assert!(between(Some(&v("3.8")), Some(&v("5.10")), &v("4.5")));
-        assert!(!between(Some(&v("3.9")), Some(&v("5.10")), &v("3.9")));
-        assert!(!between(None, Some(&v("5.10")), &v("3.9")));
-    }
-
-    #[test]
-    fn claimed_change_points_on_the_recorded_matrix() {
-        let results = crate::judge::evaluate::fixtures::results();
-        let claims = crate::judge::evaluate::fixtures::claims();
-        let evolution = analyse(&results, &claims);
-        let added = evolution
-            .claimed
-            .iter()
-            .find(|c| c.claim == "001.linux.reuseport-added-3.9")
-            .expect("claimed change");
-        let below: Vec<&KernelResult> = results
-            .iter()
-            .filter(|k| {
-                !k.records.is_empty() && kernel_version(k).is_some_and(|v| v < Version(vec![3, 9]))
-            })
-            .collect();
-        match &added.outcomes[0].verdict {
-            ClaimedChangeVerdict::NotObservable { why } => {
-                assert!(below.is_empty(), "{why}");
-                assert!(why.contains("no kernel below 3.9 was measured"), "{why}");
-            }
-            ClaimedChangeVerdict::Agrees { .. } => assert!(!below.is_empty()),
-            other => panic!("SO_REUSEPORT did not appear at 3.9: {other:?}"),
-        }
-        // Every change point lies between neighbours in version order.
-        let order: Vec<&str> = evolution.kernels.iter().map(String::as_str).collect();
-        for c in &evolution.changes {
-            let (f, t) = (
-                order.iter().position(|k| *k == c.from).unwrap(),
-                order.iter().position(|k| *k == c.to).unwrap(),
-            );
-            assert!(f < t, "{c:?}");
-            assert!(!c.changes.is_empty());
-        }
-    }
-
-    /// Between Debian's 6.1 and 7.2 a TCP socket bound to ::ffff:127.0.0.1 by another user stops
-    /// sharing a port with one on ::ffff:0.0.0.0 even with both options: no document says so, and
-    /// the evolution names it as an unclaimed, lasting change. The host row's dual-stack
-    /// TIME_WAIT cells differ from both Debian neighbours: marked as one kernel alone.
-    #[test]
-    fn unclaimed_and_lone_changes_on_the_recorded_matrix() {
-        let results = crate::judge::evaluate::fixtures::results();
-        let evolution = analyse(&results, &crate::judge::evaluate::fixtures::claims());
-        for c in evolution.changes.iter().filter(|c| c.alone.is_some()) {
-            let k = c.alone.as_deref().unwrap();
-            assert!(k == c.from || k == c.to, "{c:?}");
-        }
-        let has = |k: &str| evolution.kernels.iter().any(|m| m == k);
-        if has("deb-6.1") && has("deb-7.2") {
-            let id = "bind.tcp.mapped-any+mapped-lo.listening.a-ra-rp.b-ra-rp.other-uid";
-            let lasting: Vec<&ChangePoint> = evolution
-                .unclaimed()
-                .filter(|c| c.experiment == id)
-                .collect();
-            assert_eq!(
-                lasting.len(),
-                1,
-                "{:?}",
-                evolution
-                    .changes
-                    .iter()
-                    .filter(|c| c.experiment == id)
-                    .collect::<Vec<_>>()
-            );
-            assert_eq!(lasting[0].from, "deb-6.1");
-            assert!(lasting[0]
-                .changes
-                .iter()
-                .any(|a| a.aspect == "b_bind" && a.before == "ok" && a.after == "EADDRINUSE"));
-        }
     }
 }

@@ -5,10 +5,11 @@
 
 use std::fmt::Write;
 
+use crate::judge::changes::{After, Changes};
 use crate::judge::claims::{Check, Document};
 use crate::judge::evaluate::{Evaluation, Verdict};
-use crate::judge::evolution::Evolution;
 
+use super::what_changed::{self, Documents};
 use super::{
     cell, escape_html as h, kernel_heading, CostCell, DistributionCell, DistributionTable,
 };
@@ -78,12 +79,31 @@ table.plain th { background: #fafbfc; }
 .finding ul { margin: 4px 0 0; padding-left: 18px; }
 .ok { color: var(--holds); font-weight: 600; } .bad { color: var(--contra); font-weight: 600; }
 .muted { color: var(--muted); }
+.timeline { background: #fff; border: 1px solid #dde1e6; border-radius: 8px; padding: 8px 12px; }
+.tl-row { display: grid; grid-template-columns: 150px 1fr 70px 230px; gap: 10px; align-items: start;
+          border-bottom: 1px solid #eef0f3; padding: 5px 0; }
+.tl-row:last-child { border-bottom: none; }
+.tl-head { font-size: 11.5px; color: var(--muted); font-weight: 600; }
+.tl-when { font-size: 12.5px; font-weight: 600; }
+.tl-what { font-size: 12.5px; }
+.tl-what summary { line-height: 1.35; }
+.tl-axis, .tl-track { display: grid; gap: 2px; }
+.tl-axis span { font-size: 10.5px; color: var(--muted); text-align: center; overflow: hidden; white-space: nowrap; }
+.tl-track { height: 12px; margin: 5px 0 3px; background: #f2f4f7; border-radius: 6px; }
+.tl-bar { height: 12px; border-radius: 6px; background: #3b6fd1; }
+.tl-bar.unclaimed { background: var(--contra); }
+.tl-bar.reverts { border-radius: 6px; }
+.tl-bar.open { border-top-right-radius: 0; border-bottom-right-radius: 0; }
+.tl-cells { font-size: 12.5px; text-align: right; }
+.tl-docs { font-size: 12px; }
+.tl-docs .unclaimed { color: var(--contra); font-weight: 600; }
+.tl-docs .missing { color: var(--unstable); }
 .nowrap { white-space: nowrap; }
 "#;
 
 pub fn render(
     evaluation: &Evaluation,
-    evolution: &Evolution,
+    changes: &Changes,
     distribution: &DistributionTable,
 ) -> String {
     let mut o = String::new();
@@ -101,11 +121,13 @@ pub fn render(
         Document::ALL.len(),
         evaluation.kernels.len()
     );
-    kernel_cards(&mut o, evaluation);
     o.push_str("</header><main>");
+    timeline(&mut o, changes);
+    o.push_str("<h2>Kernels</h2>");
+    kernel_cards(&mut o, evaluation);
     matrix(&mut o, evaluation);
     contradictions(&mut o, evaluation);
-    evolution_section(&mut o, evolution);
+    unstable_section(&mut o, changes);
     distribution_section(&mut o, distribution);
     cost_section(&mut o, distribution);
     untested(&mut o, evaluation);
@@ -376,74 +398,137 @@ fn matrix(o: &mut String, evaluation: &Evaluation) {
     o.push_str("</tbody></table>");
 }
 
-fn evolution_section(o: &mut String, evolution: &Evolution) {
+/// "What changed" as a timeline: versions across, each behaviour change a bar over its window,
+/// the cells behind a click.
+fn timeline(o: &mut String, changes: &Changes) {
+    let labels: Vec<&str> = changes.kernels.iter().map(|k| k.label.as_str()).collect();
     let _ = write!(
         o,
-        "<h2>Evolution</h2><p>Measured kernels in version order: <b>{}</b>.",
-        h(&evolution.kernels.join(" → "))
+        "<h2 id=\"what-changed\">What changed, {} → {}</h2>",
+        h(labels.first().copied().unwrap_or("–")),
+        h(labels.last().copied().unwrap_or("–"))
     );
-    for (k, why) in &evolution.unmeasured {
-        let _ = write!(o, " Not measured: {} ({}).", h(k), h(why));
+    if !changes.unmeasured.is_empty() {
+        let _ = write!(o, "<p class=\"muted\">Not measured: ");
+        for (k, why) in &changes.unmeasured {
+            let _ = write!(o, "{} ({}). ", h(k), h(why));
+        }
+        o.push_str("</p>");
     }
-    o.push_str("</p><h3>Change points the documents claim</h3><table class=\"plain\"><tr><th>claim</th><th>at</th><th>verdict</th><th>detail</th></tr>");
-    for c in &evolution.claimed {
-        let overall = c.overall();
-        let class = match overall {
-            "agrees" => "ok",
-            "claimed change not observed" => "bad",
-            _ => "muted",
+    let rows = what_changed::rows(changes);
+    if rows.is_empty() {
+        o.push_str("<p>Nothing changed between the kernels measured.</p>");
+        return;
+    }
+    let columns = format!(
+        "grid-template-columns: repeat({}, 1fr)",
+        labels.len().max(1)
+    );
+    let _ = write!(
+        o,
+        "<div class=\"timeline\"><div class=\"tl-row tl-head\"><div>when</div><div><div class=\"tl-axis\" style=\"{columns}\">{}</div></div><div style=\"text-align:right\">cells</div><div>documents</div></div>",
+        labels
+            .iter()
+            .map(|l| format!("<span title=\"{0}\">{0}</span>", h(l)))
+            .collect::<String>()
+    );
+    for row in &rows {
+        let unclaimed = matches!(row.documents, Documents::Unclaimed);
+        let bar = match row.span {
+            Some((start, end, then)) => format!(
+                "<div class=\"tl-track\" style=\"{columns}\"><div class=\"tl-bar{}{}\" style=\"grid-column: {} / {}\"></div></div>",
+                if unclaimed { " unclaimed" } else { "" },
+                match then {
+                    After::Open => " open",
+                    After::Reverts => " reverts",
+                    After::ChangesAgain => "",
+                },
+                start + 1,
+                end + 2
+            ),
+            None => format!("<div class=\"tl-track\" style=\"{columns}\"></div>"),
+        };
+        let detail = match row.change.map(|i| &changes.changes[i]) {
+            Some(c) if row.span.is_some() => {
+                let mut d = format!("<div class=\"detail\"><p>{}</p>", h(&row.what_in_full));
+                cell_list(&mut d, "", &c.cells);
+                for q in &c.consequences {
+                    cell_list(
+                        &mut d,
+                        &format!(
+                            "With it, {} cells: {}",
+                            crate::judge::changes::family_words(&q.family),
+                            q.description.text
+                        ),
+                        &q.cells,
+                    );
+                }
+                d.push_str("</div>");
+                d
+            }
+            _ => String::new(),
+        };
+        let documents = row.documents.text(
+            |c| format!("<code>{}</code>", h(c)),
+            |t| format!("<span class=\"unclaimed\">{}</span>", h(t)),
+        );
+        let documents = match row.documents {
+            Documents::ClaimedNotObserved { .. } => {
+                format!("<span class=\"missing\">{documents}</span>")
+            }
+            _ => documents,
         };
         let _ = write!(
             o,
-            "<tr><td><code>{}</code></td><td>{}</td><td class=\"{class} nowrap\">{}</td><td>{}</td></tr>",
-            h(&c.claim),
-            h(&c.at),
-            h(overall),
-            h(&c.detail())
+            "<div class=\"tl-row\"><div class=\"tl-when\">{}</div><div class=\"tl-what\">{bar}<details><summary>{}</summary>{detail}</details></div><div class=\"tl-cells\">{}</div><div class=\"tl-docs\">{documents}</div></div>",
+            h(&row.when),
+            h(&row.what),
+            if row.cells == 0 { "–".to_owned() } else { row.cells.to_string() },
+        );
+    }
+    o.push_str("</div>");
+}
+
+fn cell_list(o: &mut String, title: &str, cells: &[String]) {
+    let _ = write!(
+        o,
+        "<p class=\"muted\">{}{} cells:</p><p>{}</p>",
+        if title.is_empty() {
+            String::new()
+        } else {
+            format!("{} — ", h(title))
+        },
+        cells.len(),
+        cells
+            .iter()
+            .map(|c| format!("<code>{}</code>", h(c)))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+}
+
+/// Cells whose repetitions disagree, grouped like the changes.
+fn unstable_section(o: &mut String, changes: &Changes) {
+    o.push_str("<h2>Unstable behaviour</h2>");
+    if changes.unstable.is_empty() {
+        o.push_str("<p>No cell's repetitions disagreed on any kernel.</p>");
+        return;
+    }
+    o.push_str("<p>Cells whose repetitions disagree on a kernel: a property of that kernel, never a change. Values are counted over every repetition of every cell on those kernels.</p><table class=\"plain\"><tr><th>unstable on</th><th>cells (open for the list)</th><th>what disagreed</th><th>values seen</th></tr>");
+    for u in &changes.unstable {
+        let _ = write!(
+            o,
+            "<tr><td class=\"nowrap\">{}</td><td><details><summary>{} {}: {}</summary><div class=\"detail\">{}</div></details></td><td>{}</td><td>{}</td></tr>",
+            h(&u.on_text()),
+            u.cells.len(),
+            h(crate::judge::changes::family_words(&u.family)),
+            h(&u.description.short()),
+            u.cells.iter().map(|c| format!("<code>{}</code>", h(c))).collect::<Vec<_>>().join(" "),
+            h(&u.facts.iter().map(|f| crate::judge::changes::fact_words(f)).collect::<Vec<_>>().join(", ")),
+            h(&u.values)
         );
     }
     o.push_str("</table>");
-    let unclaimed: Vec<_> = evolution.unclaimed().collect();
-    let _ = write!(
-        o,
-        "<h3>Observed change points</h3><p>{} in all; <b>{} unclaimed lasting behaviour changes</b>; {} experiments where one kernel alone differs from its neighbours; {} involve an unstable outcome.</p>",
-        evolution.changes.len(),
-        unclaimed.len(),
-        evolution.lone().count(),
-        evolution.changes.iter().filter(|c| c.involves_instability).count()
-    );
-    let groups = evolution.groups();
-    if !groups.is_empty() {
-        o.push_str("<table class=\"plain\"><tr><th>between</th><th>experiments (open for the list)</th><th>what changed</th><th>claimed by</th></tr>");
-        for g in &groups {
-            let claimed = if !g.claimed_by.is_empty() {
-                h(&g.claimed_by.join(", "))
-            } else if g.involves_instability {
-                "— (an unstable outcome)".to_string()
-            } else {
-                "<b class=\"bad\">unclaimed</b>".to_string()
-            };
-            let list: Vec<String> = g
-                .experiments
-                .iter()
-                .map(|e| format!("<code>{}</code>", h(e)))
-                .collect();
-            let _ = write!(
-                o,
-                "<tr><td class=\"nowrap\">{} → {}</td><td><details><summary>{}: <code>{}</code></summary><div class=\"detail\">{}</div></details></td><td>{}</td><td>{claimed}</td></tr>",
-                h(&g.from),
-                h(&g.to),
-                g.experiments.len(),
-                h(&g.pattern),
-                list.join("<br>"),
-                match &g.alone {
-                    Some(k) => format!("{}<br><span class=\"muted\">only {} differs; its neighbours agree</span>", h(&g.what), h(k)),
-                    None => h(&g.what),
-                }
-            );
-        }
-        o.push_str("</table>");
-    }
 }
 
 /// A bar chart of per-member counts with the even share as a dashed line.
@@ -522,8 +607,8 @@ fn cost_bars(c: &CostCell) -> String {
     let top = c.ns_per_flow.iter().copied().fold(0.0, f64::max).max(1.0) * 1.1;
     let bar_w = width / n - 6.0;
     let colour = match c.growth {
-        Some(g) if g <= crate::judge::evolution::FLAT_RATIO => "#2e9d5b",
-        Some(g) if g >= crate::judge::evolution::GROWS_RATIO => "#d1343a",
+        Some(g) if g <= crate::judge::signature::FLAT_RATIO => "#2e9d5b",
+        Some(g) if g >= crate::judge::signature::GROWS_RATIO => "#d1343a",
         _ => "#e69a1c",
     };
     let mut s = format!(

@@ -259,7 +259,7 @@ fn kernel_records(
         let path = format!("{prefix}.{}", path_part(&record.id));
         let mut t = test(path.clone(), experiment_status(&record.status));
         t["duration"] = json!(record.elapsed_us as f64 / 1e6);
-        let signature: BTreeMap<String, String> = crate::judge::evolution::signature(record)
+        let signature: BTreeMap<String, String> = crate::judge::signature::signature(record)
             .0
             .into_iter()
             .map(|(k, a)| (k, a.value))

@@ -1,16 +1,19 @@
-//! `report.md`: the report as GitHub renders it — summary, the claim × kernel matrix, the
-//! contradictions with their measured facts, evolution, distribution, and the untested claims.
+//! `report.md`: the report as GitHub renders it — what changed between the kernels (one screen),
+//! the kernels, the summary, the claim × kernel matrix, the contradictions with their measured
+//! facts, unstable behaviour, distribution, the untested claims, and an appendix with the cells
+//! behind every change.
 
 use std::fmt::Write;
 
+use crate::judge::changes::Changes;
 use crate::judge::claims::{Check, Document};
 use crate::judge::evaluate::{Evaluation, Verdict};
-use crate::judge::evolution::Evolution;
 
+use super::what_changed::{self, Documents};
 use super::{cell, kernel_heading, DistributionTable};
 
-/// Groups of change points listed before the rest are only counted.
-const GROUPS_LISTED: usize = 40;
+/// Cell ids listed per behaviour change in the appendix; the rest are in report.json.
+const CELLS_LISTED: usize = 40;
 
 fn md(text: &str) -> String {
     text.replace('|', "\\|").replace('\n', " ")
@@ -31,7 +34,7 @@ fn symbol(v: &Verdict) -> &'static str {
 
 pub fn render(
     evaluation: &Evaluation,
-    evolution: &Evolution,
+    changes: &Changes,
     distribution: &DistributionTable,
 ) -> String {
     let mut out = String::new();
@@ -48,14 +51,16 @@ pub fn render(
          and still say whether that kernel agrees.\n"
     );
 
+    what_changed_section(w, changes);
+
     // Kernels.
     let _ = writeln!(w, "## Kernels\n");
     let _ = writeln!(w, "| kernel | version | measured release | measured as | run | holds | contradicted | unstable | not measured | other scope: agrees / disagrees |");
     let _ = writeln!(w, "|---|---|---|---|---|---|---|---|---|---|");
     for (i, k) in evaluation.kernels.iter().enumerate() {
         let t = evaluation.tally(i);
-        let run = match &k.unavailable {
-            Some(reason) => format!("**unavailable**: {}", md(reason)),
+        let run = match k.not_judged() {
+            Some((what, reason)) => format!("**{what}**: {}", md(reason)),
             None => k.run.clone(),
         };
         let _ = writeln!(
@@ -144,11 +149,11 @@ pub fn render(
         w,
         "\n**{} claims are contradicted by at least one kernel they are made for** ({} of them recorded as known differences), \
          and Linux disagrees with {} claims made for other systems or versions. Each is listed under *Contradictions* \
-         with the measured fact. The matrix shows **{} unclaimed lasting behaviour changes** between kernels (see *Evolution*).\n",
+         with the measured fact. Between the kernels, **{} behaviour changes no document claims** (see *What changed*).\n",
         contradicted.len(),
         contradicted.iter().filter(|r| r.claim.expected_difference.is_some()).count(),
         disagrees.len(),
-        evolution.unclaimed().count()
+        changes.changes.iter().filter(|c| c.claimed_by.is_empty()).count()
     );
 
     // Matrix.
@@ -235,91 +240,7 @@ pub fn render(
         let _ = writeln!(w);
     }
 
-    // Evolution.
-    let _ = writeln!(w, "## Evolution\n");
-    let _ = writeln!(
-        w,
-        "Measured kernels in version order: {}.",
-        evolution.kernels.join(" → ")
-    );
-    for (k, why) in &evolution.unmeasured {
-        let _ = writeln!(w, "Not measured: {k} ({}).", md(why));
-    }
-    let _ = writeln!(w, "\n### Change points the documents claim\n");
-    let _ = writeln!(w, "| claim | at | verdict | detail |");
-    let _ = writeln!(w, "|---|---|---|---|");
-    for c in &evolution.claimed {
-        let _ = writeln!(
-            w,
-            "| `{}` | {} | {} | {} |",
-            c.claim,
-            c.at,
-            c.overall(),
-            md(&c.detail())
-        );
-    }
-    let claimed_points: Vec<_> = evolution
-        .changes
-        .iter()
-        .filter(|c| !c.claimed_by.is_empty())
-        .collect();
-    let unclaimed: Vec<_> = evolution.unclaimed().collect();
-    let instability = evolution
-        .changes
-        .iter()
-        .filter(|c| c.involves_instability)
-        .count();
-    let _ = writeln!(
-        w,
-        "\n### Observed change points\n\n{} change points in all: {} accounted for by a claim, **{} unclaimed lasting behaviour changes**, \
-         {} experiments where one kernel alone differs from its neighbours, {} involving an unstable outcome.\n",
-        evolution.changes.len(),
-        claimed_points.len(),
-        unclaimed.len(),
-        evolution.lone().count(),
-        instability
-    );
-    let groups = evolution.groups();
-    if !groups.is_empty() {
-        let _ = writeln!(w, "Grouped by where and how the behaviour changes (every change point is in `report.json`):\n");
-        let _ = writeln!(w, "| between | experiments | what changed | claimed by |");
-        let _ = writeln!(w, "|---|---|---|---|");
-        for g in groups.iter().take(GROUPS_LISTED) {
-            let who = if !g.claimed_by.is_empty() {
-                g.claimed_by.join(", ")
-            } else if g.involves_instability {
-                "— (an unstable outcome)".into()
-            } else {
-                "**unclaimed**".into()
-            };
-            let which = match g.experiments.as_slice() {
-                [one] => format!("`{one}`"),
-                many => format!("{}: {}", many.len(), md(&g.pattern)),
-            };
-            let what = match &g.alone {
-                Some(k) => format!("{} (only {k} differs; its neighbours agree)", g.what),
-                None => g.what.clone(),
-            };
-            let _ = writeln!(
-                w,
-                "| {} → {} | {which} | {} | {who} |",
-                g.from,
-                g.to,
-                md(&what)
-            );
-        }
-        if groups.len() > GROUPS_LISTED {
-            let rest: usize = groups[GROUPS_LISTED..]
-                .iter()
-                .map(|g| g.experiments.len())
-                .sum();
-            let _ = writeln!(
-                w,
-                "\n…and {} more groups ({rest} change points).",
-                groups.len() - GROUPS_LISTED
-            );
-        }
-    }
+    unstable_section(w, changes);
 
     // Distribution.
     let _ = writeln!(w, "\n## Distribution\n");
@@ -366,7 +287,157 @@ pub fn render(
             );
         }
     }
+    appendix(w, changes);
     out
+}
+
+/// "What changed": one row per behaviour change, for a reader who has one screen.
+fn what_changed_section(w: &mut String, changes: &Changes) {
+    let first = changes.kernels.first().map_or("–", |k| k.label.as_str());
+    let last = changes.kernels.last().map_or("–", |k| k.label.as_str());
+    let _ = writeln!(w, "## What changed, {first} → {last}\n");
+    let labels: Vec<&str> = changes.kernels.iter().map(|k| k.label.as_str()).collect();
+    let _ = writeln!(
+        w,
+        "Measured, oldest first: {}.{}\n",
+        labels.join(", "),
+        if changes.unmeasured.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " Not measured: {}.",
+                changes
+                    .unmeasured
+                    .iter()
+                    .map(|(k, why)| format!("{k} ({})", md(why)))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            )
+        }
+    );
+    let rows = what_changed::rows(changes);
+    if rows.is_empty() {
+        let _ = writeln!(w, "Nothing changed between the kernels measured.\n");
+        return;
+    }
+    let _ = writeln!(w, "| when | what changed | cells | documents |");
+    let _ = writeln!(w, "|---|---|---|---|");
+    for row in &rows {
+        let cells = if row.cells == 0 {
+            "–".to_owned()
+        } else {
+            row.cells.to_string()
+        };
+        let documents = match &row.documents {
+            Documents::ClaimedNotObserved { .. } => format!(
+                "*{}*",
+                row.documents
+                    .text(|c| format!("`{c}`"), |t| format!("**{t}**"))
+            ),
+            other => other.text(|c| format!("`{c}`"), |t| format!("**{t}**")),
+        };
+        let _ = writeln!(
+            w,
+            "| {} | {} | {cells} | {documents} |",
+            md(&row.when),
+            md(&row.what)
+        );
+    }
+    let unstable: usize = changes.unstable.iter().map(|u| u.cells.len()).sum();
+    if unstable > 0 {
+        let _ = writeln!(
+            w,
+            "\nNever a change: {unstable} cells whose repetitions disagree on some kernel (see *Unstable behaviour*). \
+             Every cell behind each row is in the appendix and in `report.json`.\n"
+        );
+    } else {
+        let _ = writeln!(
+            w,
+            "\nEvery cell behind each row is in the appendix and in `report.json`.\n"
+        );
+    }
+}
+
+/// Cells whose repetitions disagree, grouped like the changes.
+fn unstable_section(w: &mut String, changes: &Changes) {
+    let _ = writeln!(w, "## Unstable behaviour\n");
+    if changes.unstable.is_empty() {
+        let _ = writeln!(w, "No cell's repetitions disagreed on any kernel.\n");
+        return;
+    }
+    let _ = writeln!(
+        w,
+        "Cells whose repetitions disagree on a kernel: a property of that kernel, never a change. \
+         Values are counted over every repetition of every cell on those kernels.\n"
+    );
+    let _ = writeln!(
+        w,
+        "| unstable on | cells | which | what disagreed | values seen |"
+    );
+    let _ = writeln!(w, "|---|---|---|---|---|");
+    for u in &changes.unstable {
+        let _ = writeln!(
+            w,
+            "| {} | {} | {}: {} | {} | {} |",
+            u.on_text(),
+            u.cells.len(),
+            crate::judge::changes::family_words(&u.family),
+            md(&u.description.short()),
+            u.facts
+                .iter()
+                .map(|f| crate::judge::changes::fact_words(f))
+                .collect::<Vec<_>>()
+                .join(", "),
+            md(&u.values)
+        );
+    }
+    let _ = writeln!(w);
+}
+
+/// Every behaviour change with its cells named in full, and the first cell ids.
+fn appendix(w: &mut String, changes: &Changes) {
+    let _ = writeln!(w, "\n## Appendix: the cells behind each change\n");
+    for (i, c) in changes.changes.iter().enumerate() {
+        let _ = writeln!(
+            w,
+            "### {}. {} — {}\n",
+            i + 1,
+            md(&c.window_text),
+            md(&c.moves_text)
+        );
+        let _ = writeln!(w, "{}\n", md(&c.headline()));
+        list_cells(w, &c.cells);
+        for q in &c.consequences {
+            let _ = writeln!(
+                w,
+                "With it, {} {} cells: {}\n",
+                q.cells.len(),
+                crate::judge::changes::family_words(&q.family),
+                md(&q.description.text)
+            );
+            list_cells(w, &q.cells);
+        }
+    }
+}
+
+fn list_cells(w: &mut String, cells: &[String]) {
+    let shown: Vec<String> = cells
+        .iter()
+        .take(CELLS_LISTED)
+        .map(|c| format!("`{c}`"))
+        .collect();
+    let more = cells.len().saturating_sub(CELLS_LISTED);
+    let _ = writeln!(
+        w,
+        "<details><summary>{} cells</summary>\n\n{}{}\n\n</details>\n",
+        cells.len(),
+        shown.join(", "),
+        if more > 0 {
+            format!(", and {more} more (report.json)")
+        } else {
+            String::new()
+        }
+    );
 }
 
 /// A table with one row per experiment and one column per kernel; `None` cells show as "–".

@@ -7,6 +7,7 @@ mod json;
 mod junit;
 pub mod kcidb;
 mod markdown;
+mod what_changed;
 
 use std::path::{Path, PathBuf};
 
@@ -14,8 +15,8 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 use wire::Fact;
 
+use crate::judge::changes::Changes;
 use crate::judge::evaluate::{self, Agreement, Evaluation, Verdict};
-use crate::judge::evolution::Evolution;
 use crate::judge::stats;
 use crate::results::{self, KernelResult};
 
@@ -29,7 +30,7 @@ pub use markdown::render as render_markdown;
 pub fn write_all(
     dir: &Path,
     evaluation: &Evaluation,
-    evolution: &Evolution,
+    changes: &Changes,
     results: &[KernelResult],
 ) -> Result<Vec<PathBuf>> {
     std::fs::create_dir_all(dir)
@@ -38,15 +39,15 @@ pub fn write_all(
     let outputs = [
         (
             "report.md",
-            render_markdown(evaluation, evolution, &distribution),
+            render_markdown(evaluation, changes, &distribution),
         ),
         (
             "report.html",
-            render_html(evaluation, evolution, &distribution),
+            render_html(evaluation, changes, &distribution),
         ),
         (
             "report.json",
-            render_json(evaluation, evolution, &distribution),
+            render_json(evaluation, changes, &distribution),
         ),
         ("junit.xml", render_junit(evaluation)),
     ];
@@ -93,7 +94,7 @@ impl DistributionCell {
     pub fn good(&self) -> bool {
         match (self.steered, &self.chi_square) {
             (Some((steered, total)), _) => total > 0 && steered == total,
-            (None, Some(t)) => t.p_value >= crate::judge::evolution::EVEN_P,
+            (None, Some(t)) => t.p_value >= crate::judge::signature::EVEN_P,
             (None, None) => false,
         }
     }
@@ -106,7 +107,7 @@ impl DistributionCell {
         match &self.chi_square {
             Some(t) => parts.push(format!(
                 "{} (p {}, spread {})",
-                if t.p_value >= crate::judge::evolution::EVEN_P {
+                if t.p_value >= crate::judge::signature::EVEN_P {
                     "even"
                 } else {
                     "uneven"
@@ -296,8 +297,8 @@ mod tests {
     use std::process::Command;
 
     use super::*;
+    use crate::judge::changes::analyse;
     use crate::judge::evaluate::{evaluate, fixtures};
-    use crate::judge::evolution::analyse;
 
     /// `target/` of this build, found from the test binary (`target/<profile>/deps/harness-…`), so
     /// the screenshot lands there whatever CARGO_TARGET_DIR says.
@@ -309,7 +310,7 @@ mod tests {
             .to_path_buf()
     }
 
-    fn rendered() -> (Evaluation, Evolution, Vec<KernelResult>) {
+    fn rendered() -> (Evaluation, Changes, Vec<KernelResult>) {
         let results = fixtures::results();
         let claims = fixtures::claims();
         (
@@ -321,14 +322,16 @@ mod tests {
 
     #[test]
     fn markdown_has_every_section_kernel_and_claim() {
-        let (evaluation, evolution, results) = rendered();
-        let md = render_markdown(&evaluation, &evolution, &distribution_table(&results));
+        let (evaluation, changes, results) = rendered();
+        let md = render_markdown(&evaluation, &changes, &distribution_table(&results));
         for heading in [
             "## Kernels",
             "## Summary",
             "## Claim × kernel matrix",
             "## Contradictions",
-            "## Evolution",
+            "## What changed",
+            "## Unstable behaviour",
+            "## Appendix: the cells behind each change",
             "## Distribution",
             "## Claims no experiment can test",
         ] {
@@ -410,22 +413,66 @@ mod tests {
 
     #[test]
     fn json_round_trips_as_json() {
-        let (evaluation, evolution, results) = rendered();
-        let text = render_json(&evaluation, &evolution, &distribution_table(&results));
+        let (evaluation, changes, results) = rendered();
+        let text = render_json(&evaluation, &changes, &distribution_table(&results));
         let value: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
-        assert_eq!(value["format"], 1);
+        assert_eq!(value["format"], 2);
         assert_eq!(
             value["evaluation"]["rows"].as_array().unwrap().len(),
             evaluation.rows.len()
         );
     }
 
-    /// Renders the HTML report from the recorded results, opens it in headless Chromium, and keeps
-    /// the screenshot in `target/report-screenshot/`.
+    /// The ten recorded kernels, 3.8 to 7.2 and the host, rendered.
+    fn rendered_ten() -> (Evaluation, Changes, Vec<KernelResult>) {
+        let results = fixtures::recorded("ten");
+        let claims = fixtures::claims();
+        (
+            evaluate(&claims, &results),
+            analyse(&results, &claims),
+            results,
+        )
+    }
+
+    /// The first screen of `report.md` on the ten recorded kernels, against the snapshot kept
+    /// beside this file (`RPH_UPDATE_SNAPSHOTS=1` rewrites it after a deliberate change).
+    #[test]
+    fn what_changed_table_matches_its_snapshot() {
+        let (evaluation, changes, results) = rendered_ten();
+        let md = render_markdown(&evaluation, &changes, &distribution_table(&results));
+        let start = md.find("## What changed").expect("the section");
+        let end = md[start..]
+            .find("\n## ")
+            .map_or(md.len(), |e| start + e + 1);
+        let section = &md[start..end];
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("src/report/snapshots/what_changed.md");
+        if std::env::var_os("RPH_UPDATE_SNAPSHOTS").is_some() {
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, section).unwrap();
+        }
+        let kept = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+            panic!("{}: {e} (RPH_UPDATE_SNAPSHOTS=1 writes it)", path.display())
+        });
+        assert_eq!(
+            section,
+            kept,
+            "the What changed section differs from {}",
+            path.display()
+        );
+        let rows = section
+            .lines()
+            .filter(|l| l.starts_with("| ") && !l.starts_with("| when"))
+            .count();
+        assert!(rows <= 20, "{rows} rows");
+    }
+
+    /// Renders the HTML report from the ten recorded kernels, opens it in headless Chromium, and
+    /// keeps the screenshot in `target/report-screenshot/`.
     #[test]
     fn html_report_renders_in_headless_chromium() {
-        let (evaluation, evolution, results) = rendered();
-        let html = render_html(&evaluation, &evolution, &distribution_table(&results));
+        let (evaluation, changes, results) = rendered_ten();
+        let html = render_html(&evaluation, &changes, &distribution_table(&results));
         for remote in [
             "src=\"http",
             "href=\"http",
@@ -439,6 +486,14 @@ mod tests {
             );
         }
         assert!(html.contains("<table class=\"matrix\">") && html.contains("<svg"));
+        // The timeline: one bar per behaviour change over its window, the cells behind a click.
+        assert!(html.contains("id=\"what-changed\""));
+        assert_eq!(
+            html.matches("class=\"tl-bar").count(),
+            changes.changes.len(),
+            "one bar per change"
+        );
+        assert!(html.contains("from 3.9 on") && html.contains("<details><summary>"));
         for k in evaluation
             .kernels
             .iter()
@@ -448,7 +503,7 @@ mod tests {
         }
 
         let dir = target_dir().join("report-screenshot");
-        let paths = write_all(&dir, &evaluation, &evolution, &results).expect("writing the report");
+        let paths = write_all(&dir, &evaluation, &changes, &results).expect("writing the report");
         let page = &paths[1];
         let shot = dir.join("report.png");
         let _ = std::fs::remove_file(&shot);

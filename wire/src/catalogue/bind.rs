@@ -1,6 +1,7 @@
 //! The bind matrix: socket A is bound (and brought into a state), then socket B binds the same port.
 //!
-//! Every cell repeats on fresh sockets and a fresh port. Facts, one value per repetition:
+//! Every cell repeats on fresh sockets and a fresh port (three times, 24 when those disagree).
+//! Facts, one value per repetition:
 //! `a_setup` (Outcomes: A's setsockopt+bind+state transition, `ok` or the first failing errno),
 //! `a_flags`/`b_flags` (Outcomes: the setsockopt results for A's/B's reuse options, `ok` or errno,
 //! `skipped` when no option was asked for), `b_bind` (Outcomes: B's bind, the fact under test) and,

@@ -6,7 +6,8 @@
 //! connect() only sets the peer, so nothing listens. A binds, then B binds, then A connects, then B
 //! connects.
 //!
-//! Facts, one value per repetition (three, each on fresh sockets and fresh ports):
+//! Facts, one value per repetition (three, each on fresh sockets and fresh ports; 24 when the
+//! three disagree):
 //! - `flags.A`, `flags.B` (Outcomes): setsockopt results, `ok`, `skipped` when nothing is set, or
 //!   the first errno.
 //! - `bind.A`, `bind.B` (Outcomes): the binds of the shared source address.

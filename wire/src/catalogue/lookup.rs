@@ -5,7 +5,7 @@
 //! connection or datagram from a fresh unbound client socket. The sockets that bound are watched
 //! with a bounded poll; TCP connections are accepted, datagrams read.
 //!
-//! Facts, one value per repetition (at least three):
+//! Facts, one value per repetition (three; 24 when the three disagree):
 //! - `flags.<label>` (Outcomes): that socket's setsockopt results, `ok`, `skipped` when it sets
 //!   nothing, or the first errno (for example `ENOPROTOOPT` for SO_REUSEPORT on 3.8).
 //! - `bind.<label>` (Outcomes): its bind().

@@ -8,6 +8,7 @@
 mod bind;
 mod connect;
 mod cost;
+mod dimensions;
 mod distribution;
 mod lookup;
 mod multicast;
@@ -18,6 +19,7 @@ mod time_wait;
 pub use bind::{address_pairs, BindAddr, BindCell, FirstState, Relation};
 pub use connect::{ConnectCell, Destinations};
 pub use cost::{LookupCostCell, GROUP_SIZES};
+pub use dimensions::{describe_values, Dimension};
 pub use distribution::{DistributionCell, GroupAddr, SteeringCell, SteeringKind, FLOWS_PER_MEMBER};
 pub use lookup::{display as display_addr, LookupCase, LookupScenario, LookupSocket, DOC6};
 pub use multicast::{MulticastBind, MulticastCell, MulticastFlags};
@@ -297,9 +299,31 @@ pub fn find(id: &str) -> Option<Experiment> {
     with_self_tests().into_iter().find(|e| e.id() == id)
 }
 
-/// Resolves selection patterns, in catalogue order. A pattern is `all`, an exact id, or an id
-/// prefix ending at a dot boundary (`bind` or `bind.tcp`). Self-tests run only when a pattern names
-/// them. Returns the patterns that matched nothing as the error.
+/// Whether `id` matches `pattern`, where `*` matches any run of characters (dots included) and
+/// everything else matches itself.
+pub fn glob_matches(pattern: &str, id: &str) -> bool {
+    let parts: Vec<&str> = pattern.split('*').collect();
+    if parts.len() == 1 {
+        return pattern == id;
+    }
+    let (first, last) = (parts[0], parts[parts.len() - 1]);
+    if id.len() < first.len() + last.len() || !id.starts_with(first) || !id.ends_with(last) {
+        return false;
+    }
+    let mut rest = &id[first.len()..id.len() - last.len()];
+    for middle in &parts[1..parts.len() - 1] {
+        match rest.find(middle) {
+            Some(at) => rest = &rest[at + middle.len()..],
+            None => return false,
+        }
+    }
+    true
+}
+
+/// Resolves selection patterns, in catalogue order. A pattern is `all`, an exact id, an id
+/// prefix ending at a dot boundary (`bind` or `bind.tcp`), or a glob (`bind.tcp.*.time-wait.*`).
+/// Self-tests run only when a pattern names them. Returns the patterns that matched nothing as
+/// the error.
 pub fn select(patterns: &[String]) -> Result<Vec<Experiment>, Vec<String>> {
     if patterns.is_empty() {
         return Ok(catalogue());
@@ -309,6 +333,10 @@ pub fn select(patterns: &[String]) -> Result<Vec<Experiment>, Vec<String>> {
     let matches = |pattern: &str, id: &str, exp: &Experiment| -> bool {
         if pattern == "all" {
             return exp.family() != Family::SelfTest;
+        }
+        if pattern.contains('*') {
+            return glob_matches(pattern, id)
+                && (exp.family() != Family::SelfTest || pattern.starts_with("selftest"));
         }
         id == pattern
             || (id.starts_with(pattern)
@@ -348,6 +376,19 @@ mod tests {
     }
 
     #[test]
+    fn globs() {
+        assert!(glob_matches(
+            "bind.*.same-uid",
+            "bind.tcp.v4lo+v4lo.bound.a-rp.b-rp.same-uid"
+        ));
+        assert!(glob_matches("a*b*c", "axxbyyc"));
+        assert!(!glob_matches("a*b*c", "axxcyyb"));
+        assert!(!glob_matches("ab*ba", "aba"));
+        assert!(glob_matches("options.so_reuseport", "options.so_reuseport"));
+        assert!(!glob_matches("options.so_reuse", "options.so_reuseport"));
+    }
+
+    #[test]
     fn selection_is_by_dotted_prefix() {
         let bind = select(&["bind.tcp".into()]).unwrap();
         assert!(!bind.is_empty());
@@ -356,5 +397,12 @@ mod tests {
         let all = select(&["all".into()]).unwrap();
         assert_eq!(all, catalogue());
         assert!(select(&["selftest.crash".into()]).unwrap().len() == 1);
+        let tw = select(&["bind.tcp.*.time-wait.*".into()]).unwrap();
+        assert_eq!(tw.len(), address_pairs().len() * 16 * 2);
+        assert!(tw.iter().all(|e| e.id().contains(".time-wait.")));
+        assert!(select(&["*".into()])
+            .unwrap()
+            .iter()
+            .all(|e| e.family() != Family::SelfTest));
     }
 }

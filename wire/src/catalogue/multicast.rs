@@ -3,7 +3,8 @@
 //! 127.0.0.1), and a fourth socket sends one datagram to the group with IP_MULTICAST_IF 127.0.0.1
 //! and IP_MULTICAST_LOOP on. Every socket is then drained within a bounded wait.
 //!
-//! Facts, one value per repetition (three, each on fresh sockets and a fresh port):
+//! Facts, one value per repetition (three, each on fresh sockets and a fresh port; 24 when the
+//! three disagree):
 //! - `flags.<label>` (Outcomes): setsockopt results, `ok`, `skipped` when nothing is set, or the
 //!   first errno.
 //! - `bind.<label>` (Outcomes): its bind().

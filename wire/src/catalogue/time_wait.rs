@@ -15,7 +15,8 @@
 //! - `private_netns` (Outcomes, one value per experiment): `ok`, or the failing call and errno
 //!   when the kernel could not give the family its own namespace (it then measures in the
 //!   guest's).
-//! - One value per repetition (three, each on fresh sockets and fresh ports):
+//! - One value per repetition (three, each on fresh sockets and fresh ports; 24 when the three
+//!   disagree):
 //!   `old_flags` (Outcomes: the old socket's setsockopt results, `ok`, `skipped` when nothing is
 //!   set, or the first errno), `old_setup` (Outcomes: `ok`, or the errno of the old socket's bind,
 //!   connect or listen), `time_wait_seen` (Outcomes: `ok` when /proc/net/tcp{,6} listed the old
