@@ -13,7 +13,7 @@ use std::fmt;
 
 use serde::Serialize;
 
-use crate::judge::changes::{fact_words, family_words};
+use crate::judge::changes::family_words;
 use crate::judge::describe::{describe, Description};
 use crate::judge::signature::{self, AspectChange, Signature};
 use crate::results::KernelResult;
