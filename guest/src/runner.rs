@@ -106,7 +106,8 @@ fn tolerates_company(e: &Experiment) -> bool {
         | Family::TimeWait
         | Family::Connect
         | Family::Multicast
-        | Family::Lookup => true,
+        | Family::Lookup
+        | Family::Autobind => true,
         Family::Distribution | Family::Steering | Family::LookupCost | Family::SelfTest => false,
     }
 }

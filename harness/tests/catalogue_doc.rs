@@ -19,6 +19,7 @@ fn module_source(family: Family) -> &'static str {
             include_str!("../../wire/src/catalogue/distribution.rs")
         }
         Family::LookupCost => include_str!("../../wire/src/catalogue/cost.rs"),
+        Family::Autobind => include_str!("../../wire/src/catalogue/autobind.rs"),
         Family::SelfTest => include_str!("../../wire/src/catalogue/selftest.rs"),
     }
 }

@@ -5,7 +5,7 @@ use std::cell::Cell;
 use std::net::IpAddr;
 
 use socket2::Socket;
-use wire::catalogue::{BindCell, FirstState, Transport, Uid, OTHER_UID};
+use wire::catalogue::{BindCell, BindPort, FirstState, Transport, Uid, OTHER_UID};
 
 use super::{Facts, Lab, Measured};
 use crate::net::{self, outcome, peer_target, resolve};
@@ -54,6 +54,11 @@ fn time_wait_overflows_since_last_look() -> Option<u64> {
 /// One repetition. `Err` only when the measuring itself broke (a peer could not be set up).
 fn once(cell: &BindCell, lab: &Lab, facts: &mut Facts) -> Result<(), String> {
     let port = lab.port();
+    // B's port: A's, or a second fresh one (never a neighbour some other cell may hold).
+    let b_port = match cell.port {
+        BindPort::Same => port,
+        BindPort::Other => lab.port(),
+    };
     let (a_ip, a_v6only) = resolve(cell.a);
     let (b_ip, b_v6only) = resolve(cell.b);
 
@@ -62,14 +67,27 @@ fn once(cell: &BindCell, lab: &Lab, facts: &mut Facts) -> Result<(), String> {
         Ok(s) => s,
         Err(e) => return Err(format!("socket for A = {}", net::errno_name(&e))),
     };
-    facts.outcome("a_flags", net::set_reuse(&a, cell.a_flags));
+    if !cell.late {
+        facts.outcome("a_flags", net::set_reuse(&a, cell.a_flags));
+    }
     let bound = net::bind(&a, a_ip, port);
+    if cell.late {
+        // After its bind, before its listen or connect.
+        facts.outcome("a_flags", net::set_reuse(&a, cell.a_flags));
+    }
     let (a_setup, _keep) = match bound {
         Ok(()) => bring_into_state(cell, &a, &a_ip, lab)?,
         Err(e) => (net::errno_name(&e), None),
     };
     let a_ok = a_setup == "ok";
     facts.outcome("a_setup", a_setup);
+    if a_ok && cell.first == FirstState::Connected {
+        let local = a.local_addr().ok().and_then(|a| a.as_socket()).map_or_else(
+            || "unknown".to_owned(),
+            |a| wire::catalogue::display_addr(a.ip()),
+        );
+        facts.outcome("a_local", local);
+    }
     if !a_ok {
         facts.outcome("b_flags", "skipped");
         facts.outcome("b_bind", "skipped");
@@ -85,7 +103,7 @@ fn once(cell: &BindCell, lab: &Lab, facts: &mut Facts) -> Result<(), String> {
         || -> std::io::Result<(String, std::io::Result<()>, Socket)> {
             let b = net::socket_for(cell.transport, &b_ip, b_v6only)?;
             let flags = net::set_reuse(&b, cell.b_flags);
-            let bind = net::bind(&b, b_ip, port);
+            let bind = net::bind(&b, b_ip, b_port);
             Ok((flags, bind, b))
         },
     )?;

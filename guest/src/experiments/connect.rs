@@ -26,16 +26,21 @@ fn once(cell: &ConnectCell, lab: &Lab, facts: &mut Facts) -> Result<(), String> 
     };
     let source = lab.port();
     let first = SocketAddr::new(ip, lab.port());
+    let other_ip = match cell.family {
+        IpFamily::V4 => IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2)),
+        IpFamily::V6 => IpAddr::V6(net::DOC6),
+    };
     let dests = match cell.destinations {
         Destinations::Same => [first, first],
         Destinations::Different => [first, SocketAddr::new(ip, lab.port())],
+        Destinations::OtherAddress => [first, SocketAddr::new(other_ip, first.port())],
     };
     // For TCP something must listen on every destination; kept open until both connects are done.
     let mut listeners = Vec::new();
     if cell.transport == Transport::Tcp {
         for dest in dests.iter().take(match cell.destinations {
             Destinations::Same => 1,
-            Destinations::Different => 2,
+            Destinations::Different | Destinations::OtherAddress => 2,
         }) {
             listeners.push(net::tcp_listener(*dest)?);
         }
@@ -46,6 +51,12 @@ fn once(cell: &ConnectCell, lab: &Lab, facts: &mut Facts) -> Result<(), String> 
         let sock = net::socket_for(cell.transport, &ip, false)
             .map_err(|e| format!("socket for {label} = {}", errno_name(&e)))?;
         facts.outcome(&format!("flags.{label}"), net::set_reuse(&sock, cell.flags));
+        if !cell.bound {
+            // Neither socket binds: the kernel gives each a source port when it connects.
+            facts.outcome(&format!("bind.{label}"), "skipped");
+            sockets.push((label, Some(sock)));
+            continue;
+        }
         let bind = net::bind(&sock, ip, source);
         facts.outcome(&format!("bind.{label}"), outcome(&bind));
         sockets.push((label, bind.is_ok().then_some(sock)));
@@ -66,7 +77,7 @@ fn once(cell: &ConnectCell, lab: &Lab, facts: &mut Facts) -> Result<(), String> 
             let _ = sock.set_linger(Some(Duration::ZERO));
         }
     }
-    if cell.transport == Transport::Udp {
+    if cell.transport == Transport::Udp && cell.bound {
         reply(&sockets, dests[0], SocketAddr::new(ip, source), facts)?;
     }
     drop(sockets);

@@ -8,7 +8,7 @@ use socket2::{SockAddr, Socket};
 use wire::catalogue::{IpFamily, LookupCostCell, Transport, GROUP_SIZES};
 use wire::Fact;
 
-use super::group::{self, Group};
+use super::group::{self, Group, Place};
 use super::{Facts, Lab, Measured};
 use crate::net::{self, errno_name};
 
@@ -93,7 +93,7 @@ pub fn run(cell: &LookupCostCell, lab: &Lab) -> Measured {
 /// A group of `size` on 127.0.0.1 and the first errno met while building it (`ok` when none).
 /// The group is returned when every member is bound (and listening), even if SO_REUSEPORT failed.
 fn build(transport: Transport, port: u16, size: u32) -> (Option<Group>, String) {
-    let mut group = Group::new(transport, IpFamily::V4, group::loopback(IpFamily::V4), port);
+    let mut group = Group::new(transport, Place::On(group::loopback(IpFamily::V4)), port);
     let mut first_error = None;
     for _ in 0..size {
         match group.join(|_| {}) {
@@ -137,8 +137,8 @@ fn time_udp(cell: &LookupCostCell, groups: &[Group]) -> Result<Vec<Timing>, Stri
         let client = net::socket_for(Transport::Udp, &lo, false)
             .map_err(|e| format!("socket for a client = {}", errno_name(&e)))?;
         client
-            .connect(&SockAddr::from(g.target))
-            .map_err(|e| format!("connect({}) = {}", g.target, errno_name(&e)))?;
+            .connect(&SockAddr::from(g.target(IpFamily::V4)))
+            .map_err(|e| format!("connect({}) = {}", g.target(IpFamily::V4), errno_name(&e)))?;
         // A full send buffer must show as a failed send, never as a blocked one.
         client
             .set_nonblocking(true)
@@ -189,7 +189,7 @@ fn time_tcp(cell: &LookupCostCell, groups: &[Group]) -> Vec<Timing> {
     for round in 0..cell.rounds() as usize {
         for gi in visit_order(round, groups.len()) {
             let timing = &mut timings[gi];
-            let target = SockAddr::from(groups[gi].target);
+            let target = SockAddr::from(groups[gi].target(IpFamily::V4));
             let ports: Vec<u16> = if sources[gi].is_empty() {
                 vec![0; cell.batch() as usize]
             } else {

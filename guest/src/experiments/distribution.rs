@@ -5,7 +5,7 @@
 use wire::catalogue::{DistributionCell, GroupAddr, Transport};
 use wire::Fact;
 
-use super::group::{self, Client, Courier, Group, Sources, Stop};
+use super::group::{self, Client, Courier, Group, Place, Sources, Stop};
 use super::{Facts, Lab, Measured};
 
 /// Flows sent before their members are looked for: bounds open descriptors and queued
@@ -14,14 +14,15 @@ const BATCH: usize = 64;
 
 pub fn run(cell: &DistributionCell, lab: &Lab) -> Measured {
     let mut facts = Facts::default();
-    let ip = match cell.addr {
-        GroupAddr::Specific => group::loopback(cell.family),
-        GroupAddr::Wildcard => group::wildcard(cell.family),
+    let place = match cell.addr {
+        GroupAddr::Specific => Place::On(group::loopback(cell.family)),
+        GroupAddr::Wildcard => Place::On(group::wildcard(cell.family)),
+        GroupAddr::DualStack => Place::DualStack,
+        GroupAddr::Mixed => Place::Mixed,
     };
     let built = Group::build(
         cell.transport,
-        cell.family,
-        ip,
+        place,
         lab.port(),
         cell.members,
         &mut facts,
@@ -72,11 +73,20 @@ impl Tally {
     }
 }
 
+/// Where the flows of a cell come from: 127.0.0.1 and [::1] in turns for a dual-stack group,
+/// otherwise the cell's family (IPv4 for a mixed group).
+fn sources_for(cell: &DistributionCell, group: &Group) -> Sources {
+    match cell.addr {
+        GroupAddr::DualStack => Sources::alternating(cell.transport, group.port),
+        _ => Sources::new(cell.transport, cell.family, group.port),
+    }
+}
+
 /// Per-member counts for `cell.flows()` fresh flows, then the repeat test on the first few.
 fn spread(cell: &DistributionCell, group: &Group, facts: &mut Facts) -> Result<(), Stop> {
     let flows = cell.flows() as usize;
     let repeat = DistributionCell::REPEAT_FLOWS as usize;
-    let mut sources = Sources::new(cell.transport, cell.family);
+    let mut sources = sources_for(cell, group);
     let mut courier = Courier::default();
     let mut tally = Tally::new(group.labels());
     // The first flows' clients (kept open for UDP) and the member each reached first.
@@ -129,7 +139,7 @@ fn spread(cell: &DistributionCell, group: &Group, facts: &mut Facts) -> Result<(
 fn churn(cell: &DistributionCell, group: &mut Group, facts: &mut Facts) -> Result<(), Stop> {
     let flows = cell.flows() as usize;
     let closed = DistributionCell::CLOSED_MEMBER as usize;
-    let mut sources = Sources::new(cell.transport, cell.family);
+    let mut sources = sources_for(cell, group);
     let mut courier = Courier::default();
     let mut ports = Vec::with_capacity(flows);
     // UDP clients stay open across the three mappings; TCP ones are bound again per mapping.

@@ -100,27 +100,55 @@ impl Stop {
     }
 }
 
-/// Members bound to one address and port with SO_REUSEPORT, in join order. A closed member keeps
-/// its index (its label), so a member that joins later gets the next label.
+/// Where a group's members are bound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Place {
+    /// Every member on this address; IPv6 members are IPV6_V6ONLY, so IPv4 traffic can never
+    /// reach them.
+    On(IpAddr),
+    /// Every member on [::] with IPV6_V6ONLY off, as a plain IPv6 server is by default: IPv4
+    /// traffic reaches them too.
+    DualStack,
+    /// Members alternate between AF_INET on 0.0.0.0 and AF_INET6 on [::] with IPV6_V6ONLY off.
+    Mixed,
+}
+
+impl Place {
+    /// The address member `index` binds, and whether its socket is IPV6_V6ONLY.
+    fn member(self, index: usize) -> (IpAddr, bool) {
+        let any6 = IpAddr::V6(Ipv6Addr::UNSPECIFIED);
+        match self {
+            Place::On(ip) => (ip, ip.is_ipv6()),
+            Place::DualStack => (any6, false),
+            Place::Mixed if index % 2 == 0 => (IpAddr::V4(Ipv4Addr::UNSPECIFIED), false),
+            Place::Mixed => (any6, false),
+        }
+    }
+}
+
+/// Members bound to one port with SO_REUSEPORT, in join order. A closed member keeps its index
+/// (its label), so a member that joins later gets the next label.
 pub struct Group {
     pub transport: Transport,
-    /// Where the members are bound.
-    pub bound: SocketAddr,
-    /// Where flows are sent: the group's port on the loopback address of its family.
-    pub target: SocketAddr,
+    pub place: Place,
+    pub port: u16,
     members: Vec<Option<Socket>>,
 }
 
 impl Group {
-    /// An empty group on `ip` (the family's loopback or wildcard address) and `port`. IPv6 members
-    /// are IPV6_V6ONLY, so IPv4 traffic can never reach them.
-    pub fn new(transport: Transport, family: IpFamily, ip: IpAddr, port: u16) -> Group {
+    /// An empty group at `place` and `port`.
+    pub fn new(transport: Transport, place: Place, port: u16) -> Group {
         Group {
             transport,
-            bound: SocketAddr::new(ip, port),
-            target: SocketAddr::new(loopback(family), port),
+            place,
+            port,
             members: Vec::new(),
         }
+    }
+
+    /// Where a flow of `family` is sent: the group's port on that family's loopback address.
+    pub fn target(&self, family: IpFamily) -> SocketAddr {
+        SocketAddr::new(loopback(family), self.port)
     }
 
     /// Builds `count` members, recording `reuseport`, `bind` and (TCP) `listen` outcomes per member
@@ -128,14 +156,13 @@ impl Group {
     /// runs on each member's socket (with its index) after SO_REUSEPORT and before bind.
     pub fn build(
         transport: Transport,
-        family: IpFamily,
-        ip: IpAddr,
+        place: Place,
         port: u16,
         count: u32,
         facts: &mut Facts,
         mut before_bind: impl FnMut(usize, &Socket, &mut Facts),
     ) -> Result<Group, Stop> {
-        let mut group = Group::new(transport, family, ip, port);
+        let mut group = Group::new(transport, place, port);
         for index in 0..count as usize {
             let joined = group
                 .join(|sock| before_bind(index, sock, facts))
@@ -160,8 +187,8 @@ impl Group {
     /// Adds one member: socket, SO_REUSEPORT, `before_bind`, bind, and listen for TCP. The socket
     /// is kept (as a member) only when it joined. `Err` only when socket() itself failed.
     pub fn join(&mut self, before_bind: impl FnOnce(&Socket)) -> io::Result<Joined> {
-        let ip = self.bound.ip();
-        let sock = nonblocking_socket(self.transport, &ip)?;
+        let (ip, v6only) = self.place.member(self.members.len());
+        let sock = nonblocking_socket(self.transport, &ip, v6only)?;
         let one: libc::c_int = 1;
         let reuseport = outcome(&net::setsockopt_raw(
             sock.as_raw_fd(),
@@ -169,7 +196,7 @@ impl Group {
             &one,
         ));
         before_bind(&sock);
-        let bind = outcome(&net::bind(&sock, ip, self.bound.port()));
+        let bind = outcome(&net::bind(&sock, ip, self.port));
         let listen = match self.transport {
             Transport::Tcp if bind == "ok" => Some(outcome(&sock.listen(BACKLOG))),
             Transport::Tcp => Some("skipped".to_string()),
@@ -219,70 +246,103 @@ pub fn label(member: Option<usize>) -> String {
     }
 }
 
-/// A client socket bound to the loopback address with a known source port.
+/// A client socket bound to the loopback address with a known source port, and where its flow
+/// goes.
 pub struct Client {
     sock: Socket,
     pub port: u16,
+    target: SocketAddr,
 }
 
-/// Hands out client sockets whose source ports were never used before in this experiment.
+/// Hands out client sockets whose source ports were never used before in this experiment (in
+/// either family), each aimed at the group's port on the loopback address of its own family.
 pub struct Sources {
     transport: Transport,
-    ip: IpAddr,
+    /// The families flows come from, in turns.
+    families: Vec<IpFamily>,
+    port: u16,
+    issued: usize,
     used: HashSet<u16>,
+    family_of: HashMap<u16, IpFamily>,
 }
 
 impl Sources {
-    pub fn new(transport: Transport, family: IpFamily) -> Sources {
+    /// Flows from `family`'s loopback address to `port` on it.
+    pub fn new(transport: Transport, family: IpFamily, port: u16) -> Sources {
+        Sources::from(transport, vec![family], port)
+    }
+
+    /// Flows from 127.0.0.1 and [::1] in turns, each to `port` on its own loopback address: a
+    /// dual-stack group sees both kinds.
+    pub fn alternating(transport: Transport, port: u16) -> Sources {
+        Sources::from(transport, vec![IpFamily::V4, IpFamily::V6], port)
+    }
+
+    fn from(transport: Transport, families: Vec<IpFamily>, port: u16) -> Sources {
         Sources {
             transport,
-            ip: loopback(family),
+            families,
+            port,
+            issued: 0,
             used: HashSet::new(),
+            family_of: HashMap::new(),
         }
     }
 
     /// A client on a source port this experiment has not used. The kernel picks the port (bind to
     /// port 0); a port seen before is held open while binding again, so it cannot come back.
     pub fn fresh(&mut self) -> Result<Client, Stop> {
+        let family = self.families[self.issued % self.families.len()];
+        self.issued += 1;
+        let ip = loopback(family);
         let mut rejected = Vec::new();
         for _ in 0..PORT_TRIES {
-            let sock = self.socket()?;
-            net::bind(&sock, self.ip, 0).map_err(|e| {
-                Stop::Failed(format!(
-                    "bind({}:0) for a client = {}",
-                    self.ip,
-                    errno_name(&e)
-                ))
+            let sock = self.socket(&ip)?;
+            net::bind(&sock, ip, 0).map_err(|e| {
+                Stop::Failed(format!("bind({ip}:0) for a client = {}", errno_name(&e)))
             })?;
             let port = local_port(&sock)?;
             if self.used.insert(port) {
-                return Ok(Client { sock, port });
+                self.family_of.insert(port, family);
+                return Ok(Client {
+                    sock,
+                    port,
+                    target: SocketAddr::new(ip, self.port),
+                });
             }
             rejected.push(sock);
         }
         Err(Stop::Failed(format!(
-            "no unused source port after {PORT_TRIES} binds to {}:0",
-            self.ip
+            "no unused source port after {PORT_TRIES} binds to {ip}:0"
         )))
     }
 
     /// A new client on `port` again (SO_REUSEADDR set), to repeat a flow from the same 4-tuple.
     pub fn again(&self, port: u16) -> Result<Client, Stop> {
-        let sock = self.socket()?;
+        let family = self
+            .family_of
+            .get(&port)
+            .copied()
+            .unwrap_or(self.families[0]);
+        let ip = loopback(family);
+        let sock = self.socket(&ip)?;
         sock.set_reuse_address(true)
             .map_err(|e| Stop::Failed(format!("SO_REUSEADDR on a client = {}", errno_name(&e))))?;
-        net::bind(&sock, self.ip, port).map_err(|e| {
+        net::bind(&sock, ip, port).map_err(|e| {
             Stop::Failed(format!(
-                "bind({}:{port}) to repeat a flow = {}",
-                self.ip,
+                "bind({ip}:{port}) to repeat a flow = {}",
                 errno_name(&e)
             ))
         })?;
-        Ok(Client { sock, port })
+        Ok(Client {
+            sock,
+            port,
+            target: SocketAddr::new(ip, self.port),
+        })
     }
 
-    fn socket(&self) -> Result<Socket, Stop> {
-        let sock = nonblocking_socket(self.transport, &self.ip)
+    fn socket(&self, ip: &IpAddr) -> Result<Socket, Stop> {
+        let sock = nonblocking_socket(self.transport, ip, ip.is_ipv6())
             .map_err(|e| Stop::Failed(format!("socket for a client = {}", errno_name(&e))))?;
         if self.transport == Transport::Tcp {
             sock.set_linger(Some(Duration::ZERO))
@@ -292,16 +352,16 @@ impl Sources {
     }
 }
 
-/// A socket of `ip`'s family created with SOCK_NONBLOCK (Linux 2.6.27), IPV6_V6ONLY on for IPv6:
-/// members and clients never block, and creating them costs one system call less.
-fn nonblocking_socket(transport: Transport, ip: &IpAddr) -> io::Result<Socket> {
+/// A socket of `ip`'s family created with SOCK_NONBLOCK (Linux 2.6.27), IPV6_V6ONLY as `v6only`
+/// says for IPv6: members and clients never block, and creating them costs one system call less.
+fn nonblocking_socket(transport: Transport, ip: &IpAddr, v6only: bool) -> io::Result<Socket> {
     let sock = Socket::new(
         net::domain_of(ip),
         net::sock_type(transport).nonblocking(),
         None,
     )?;
     if ip.is_ipv6() {
-        sock.set_only_v6(true)?;
+        sock.set_only_v6(v6only)?;
     }
     Ok(sock)
 }
@@ -344,11 +404,11 @@ impl Courier {
         clients: &[Client],
         payload: impl Fn(usize) -> u8,
     ) -> Delivery {
-        let target = SockAddr::from(group.target);
         let mut by_port: HashMap<u16, usize> = HashMap::new();
         let mut receivers = vec![None; clients.len()];
         let mut send_failed = 0;
         for (i, client) in clients.iter().enumerate() {
+            let target = SockAddr::from(client.target);
             let sent = match group.transport {
                 Transport::Udp => client.sock.send_to(&[payload(i)], &target).map(|_| ()),
                 Transport::Tcp => match client.sock.connect(&target) {

@@ -1,6 +1,7 @@
 //! The experiment families, one module each, and the one exhaustive `match` from a catalogue
 //! [`Experiment`] to the code that measures it.
 
+mod autobind;
 mod bind;
 mod connect;
 mod cost;
@@ -62,6 +63,18 @@ impl Facts {
             Fact::Outcomes(v) | Fact::Receivers(v) => counts(name) && v.iter().any(|x| *x != v[0]),
             _ => false,
         })
+    }
+
+    /// Appends one number to a Numbers fact (one per repetition).
+    pub fn number(&mut self, name: &str, value: f64) {
+        match self
+            .0
+            .entry(name.to_string())
+            .or_insert_with(|| Fact::Numbers(Vec::new()))
+        {
+            Fact::Numbers(v) => v.push(value),
+            other => panic!("fact {name} is {other:?}, not numbers"),
+        }
     }
 
     pub fn set(&mut self, name: &str, fact: Fact) {
@@ -217,6 +230,7 @@ fn by_family(experiment: &Experiment, lab: &Lab) -> Measured {
         Experiment::Distribution(cell) => distribution::run(cell, lab),
         Experiment::Steering(cell) => steering::run(cell, lab),
         Experiment::LookupCost(cell) => cost::run(cell, lab),
+        Experiment::Autobind(cell) => autobind::run(cell, lab),
         Experiment::SelfTest(test) => selftest::run(*test, lab),
     }
 }

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use socket2::{Domain, SockAddr, Socket, Type};
-use wire::catalogue::{MulticastCell, Transport};
+use wire::catalogue::{MulticastCell, Transport, Uid, OTHER_UID};
 use wire::Fact;
 
 use super::{Facts, Lab, Measured};
@@ -46,7 +46,9 @@ fn once(
     let bind_ip = IpAddr::V4(cell.bind_addr());
     let mut bound: Vec<(&'static str, Socket)> = Vec::new();
     for (label, flags) in MulticastCell::LABELS.into_iter().zip(cell.socket_flags()) {
-        let sock = net::socket_for(Transport::Udp, &bind_ip, false)
+        // B of another user: its socket is created by that user (what SO_REUSEPORT compares).
+        let other = (label == "B" && cell.uid == Uid::Different).then_some(OTHER_UID);
+        let sock = net::as_euid(other, || net::socket_for(Transport::Udp, &bind_ip, false))?
             .map_err(|e| format!("socket for {label} = {}", errno_name(&e)))?;
         facts.outcome(&format!("flags.{label}"), net::set_reuse(&sock, flags));
         let bind = net::bind(&sock, bind_ip, port);

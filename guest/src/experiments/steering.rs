@@ -7,7 +7,7 @@ use std::os::fd::AsRawFd;
 use wire::catalogue::{IpFamily, SteeringCell, SteeringKind, Transport};
 use wire::Fact;
 
-use super::group::{self, Client, Courier, Group, Sources, Stop};
+use super::group::{self, Client, Courier, Group, Place, Sources, Stop};
 use super::{Facts, Lab, Measured};
 use crate::net::{self, bpf_stmt, errno_name, outcome, sockopt, ClassicBpf};
 
@@ -26,12 +26,21 @@ pub fn run(cell: &SteeringCell, lab: &Lab) -> Measured {
     }
 }
 
+/// The group on 127.0.0.1, or on [::] with IPV6_V6ONLY off; the flows come from 127.0.0.1 either
+/// way (into the dual-stack group as IPv4-mapped traffic, whose packets a program reads as IPv4).
+fn place(cell: &SteeringCell) -> Place {
+    if cell.dual_stack {
+        Place::DualStack
+    } else {
+        Place::On(group::loopback(FAMILY))
+    }
+}
+
 fn cbpf(cell: &SteeringCell, lab: &Lab, facts: &mut Facts) -> Result<(), Stop> {
     let members = cell.members() as usize;
     let group = Group::build(
         cell.transport,
-        FAMILY,
-        group::loopback(FAMILY),
+        place(cell),
         lab.port(),
         cell.members(),
         facts,
@@ -41,7 +50,7 @@ fn cbpf(cell: &SteeringCell, lab: &Lab, facts: &mut Facts) -> Result<(), Stop> {
         .first()
         .ok_or_else(|| Stop::Failed("an empty group".into()))?
         .as_raw_fd();
-    let mut sources = Sources::new(cell.transport, FAMILY);
+    let mut sources = Sources::new(cell.transport, FAMILY, group.port);
     let mut courier = Courier::default();
 
     let attached = probe_program().attach_reuseport(fd);
@@ -168,8 +177,7 @@ fn incoming_cpu(cell: &SteeringCell, lab: &Lab, facts: &mut Facts) -> Result<(),
     let mut set_failed = None;
     let group = Group::build(
         cell.transport,
-        FAMILY,
-        group::loopback(FAMILY),
+        place(cell),
         lab.port(),
         cell.members(),
         facts,
@@ -201,7 +209,7 @@ fn incoming_cpu(cell: &SteeringCell, lab: &Lab, facts: &mut Facts) -> Result<(),
 fn steer_by_cpu(cell: &SteeringCell, group: &Group, facts: &mut Facts) -> Result<(), Stop> {
     let per_cpu = SteeringCell::FLOWS_PER_CPU as usize;
     let members = cell.members() as usize;
-    let mut sources = Sources::new(cell.transport, FAMILY);
+    let mut sources = Sources::new(cell.transport, FAMILY, group.port);
     let mut courier = Courier::default();
     let mut steered = 0;
     let mut lost = 0;

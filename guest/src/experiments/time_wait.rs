@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use nix::sched::{setns, unshare, CloneFlags};
 use socket2::{SockAddr, Socket};
-use wire::catalogue::{IpFamily, TimeWaitCell, TimeWaitSide, Transport};
+use wire::catalogue::{CloseMode, IpFamily, TimeWaitCell, TimeWaitSide, Transport};
 
 use super::{Facts, Lab, Measured};
 use crate::net::{self, errno_name, outcome};
@@ -60,9 +60,11 @@ fn once(cell: &TimeWaitCell, lab: &Lab, facts: &mut Facts) -> Result<(), String>
     let old = net::socket_for(Transport::Tcp, &ip, false)
         .map_err(|e| format!("socket for the old socket = {}", errno_name(&e)))?;
     facts.outcome("old_flags", net::set_reuse(&old, cell.old_flags));
-    let setup = match cell.side {
-        TimeWaitSide::Client => client_time_wait(old, old_addr, other_addr)?,
-        TimeWaitSide::Server => server_time_wait(old, old_addr, other_addr)?,
+    let setup = match (cell.side, cell.close) {
+        (TimeWaitSide::Client, CloseMode::Close) => client_time_wait(old, old_addr, other_addr)?,
+        (TimeWaitSide::Client, mode) => client_close(old, old_addr, other_addr, mode, facts)?,
+        (TimeWaitSide::Server, _) => server_time_wait(old, old_addr, other_addr)?,
+        (TimeWaitSide::Passive, _) => passive_close(old, old_addr, other_addr)?,
     };
     let set_up = setup == "ok";
     facts.outcome("old_setup", setup);
@@ -72,7 +74,22 @@ fn once(cell: &TimeWaitCell, lab: &Lab, facts: &mut Facts) -> Result<(), String>
         }
         return Ok(());
     }
-    facts.outcome("time_wait_seen", wait_for_time_wait(&old_addr));
+    // Where no TIME_WAIT is due (the old socket closed second, or abortively, or its peer reset
+    // it over unread data), looking briefly is enough: the answer is on loopback at once.
+    let due = !matches!(
+        (cell.side, cell.close),
+        (TimeWaitSide::Passive, _) | (_, CloseMode::Linger0 | CloseMode::Unsent)
+    );
+    let deadline = if due {
+        TIME_WAIT_DEADLINE
+    } else {
+        Duration::from_millis(50)
+    };
+    let (seen, left) = time_wait_within(&old_addr, deadline);
+    facts.outcome("time_wait_seen", seen);
+    if let Some(ms) = left {
+        facts.number("time_wait_left_ms", ms);
+    }
 
     let new_ip = match (cell.new_wildcard, cell.family) {
         (false, _) => ip,
@@ -141,6 +158,127 @@ fn server_time_wait(
     Ok("ok".into())
 }
 
+/// The old socket connects to a listener on `listener_addr`; its peer closes first, then the old
+/// socket closes (a passive close: LAST_ACK, then gone). Returns `ok` or the errno of its bind or
+/// connect.
+fn passive_close(
+    old: Socket,
+    old_addr: SocketAddr,
+    listener_addr: SocketAddr,
+) -> Result<String, String> {
+    let listener = net::tcp_listener(listener_addr)?;
+    if let Err(e) = net::bind(&old, old_addr.ip(), old_addr.port()) {
+        return Ok(errno_name(&e));
+    }
+    if let Err(e) = old.connect_timeout(&SockAddr::from(listener_addr), CONNECT_TIMEOUT) {
+        return Ok(errno_name(&e));
+    }
+    let accepted = accept_one(&listener)?;
+    drop(accepted);
+    // The peer's FIN arrives (the old socket reads end of file), then the old socket answers.
+    let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 16];
+    let _ = old.set_read_timeout(Some(CONNECT_TIMEOUT));
+    let _ = old.recv(&mut buf);
+    drop(old);
+    Ok("ok".into())
+}
+
+/// A client's old socket ends `mode`'s way; `state_after_close` and `peer_saw` say what then
+/// happened, and the peer's close afterwards lets any TIME_WAIT follow. Returns `ok` or the errno
+/// of its bind or connect.
+fn client_close(
+    old: Socket,
+    old_addr: SocketAddr,
+    listener_addr: SocketAddr,
+    mode: CloseMode,
+    facts: &mut Facts,
+) -> Result<String, String> {
+    let listener = net::tcp_listener(listener_addr)?;
+    if let Err(e) = net::bind(&old, old_addr.ip(), old_addr.port()) {
+        return Ok(errno_name(&e));
+    }
+    if let Err(e) = old.connect_timeout(&SockAddr::from(listener_addr), CONNECT_TIMEOUT) {
+        return Ok(errno_name(&e));
+    }
+    let accepted = accept_one(&listener)?;
+    match mode {
+        CloseMode::Close => drop(old),
+        CloseMode::Unsent => {
+            // Fill the old socket's send queue and the peer's receive queue: the peer never reads.
+            old.set_nonblocking(true)
+                .map_err(|e| format!("O_NONBLOCK = {}", errno_name(&e)))?;
+            let chunk = [0u8; 65536];
+            while old.send(&chunk).is_ok() {}
+            drop(old);
+        }
+        CloseMode::Linger0 | CloseMode::Linger2 => {
+            let linger = if mode == CloseMode::Linger0 { 0 } else { 2 };
+            old.set_linger(Some(Duration::from_secs(linger)))
+                .map_err(|e| format!("SO_LINGER = {}", errno_name(&e)))?;
+            drop(old);
+        }
+        CloseMode::Exit | CloseMode::Kill => in_a_child_that_ends(old, mode)?,
+    }
+    facts.outcome("state_after_close", settled_state(&old_addr));
+    facts.outcome("peer_saw", peer_reads(&accepted));
+    // A peer that got the FIN closes too: the old socket's TIME_WAIT, if any, follows. A peer
+    // left with unread data resets instead.
+    drop(accepted);
+    Ok("ok".into())
+}
+
+/// Hands `old` to a child process that then exits (`Exit`) or is killed (`Kill`) while holding
+/// it: the kernel closes it when the last holder goes.
+fn in_a_child_that_ends(old: Socket, mode: CloseMode) -> Result<(), String> {
+    use nix::sys::signal::{kill, Signal};
+    use nix::sys::wait::waitpid;
+    use nix::unistd::{fork, pipe, read, ForkResult};
+    let (rx, tx) = pipe().map_err(|e| format!("pipe = {e}"))?;
+    // SAFETY: the worker is single-threaded; the child only reads a pipe and exits.
+    match unsafe { fork() }.map_err(|e| format!("fork = {e}"))? {
+        ForkResult::Child => {
+            drop(tx);
+            let mut byte = [0u8; 1];
+            let _ = read(rx.as_raw_fd(), &mut byte);
+            if mode == CloseMode::Exit {
+                // SAFETY: ends the child at once without running the parent's destructors.
+                unsafe { libc::_exit(0) };
+            }
+            loop {
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        }
+        ForkResult::Parent { child } => {
+            drop(rx);
+            drop(old);
+            match mode {
+                CloseMode::Kill => {
+                    let _ = kill(child, Signal::SIGKILL);
+                }
+                _ => {
+                    let _ = nix::unistd::write(&tx, &[1]);
+                }
+            }
+            drop(tx);
+            waitpid(child, None).map_err(|e| format!("waitpid = {e}"))?;
+            Ok(())
+        }
+    }
+}
+
+/// What the peer's read shows right after the old socket's close: `eof`, `data` (unread data
+/// still queued) or the errno (`ECONNRESET` after an abortive close).
+fn peer_reads(peer: &Socket) -> String {
+    let _ = peer.set_nonblocking(true);
+    std::thread::sleep(Duration::from_millis(5));
+    let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 16];
+    match peer.recv(&mut buf) {
+        Ok(0) => "eof".into(),
+        Ok(_) => "data".into(),
+        Err(e) => errno_name(&e),
+    }
+}
+
 /// Accepts the one connection a client just made, waiting at most [`CONNECT_TIMEOUT`].
 fn accept_one(listener: &Socket) -> Result<Socket, String> {
     let mut fd = [libc::pollfd {
@@ -163,28 +301,121 @@ fn accept_one(listener: &Socket) -> Result<Socket, String> {
 }
 
 /// `ok` once /proc/net/tcp{,6} lists `local` in TIME_WAIT, `absent` if it never does within
-/// [`TIME_WAIT_DEADLINE`], or the errno of reading the file.
-fn wait_for_time_wait(local: &SocketAddr) -> String {
-    let path = match local {
-        SocketAddr::V4(_) => "/proc/net/tcp",
-        SocketAddr::V6(_) => "/proc/net/tcp6",
-    };
-    let wanted = proc_address(local);
-    let deadline = Instant::now() + TIME_WAIT_DEADLINE;
+/// `deadline`, or the errno of reading the file; with it, how long the kernel will keep it in
+/// TIME_WAIT (ms), read from its timer.
+fn time_wait_within(local: &SocketAddr, deadline: Duration) -> (String, Option<f64>) {
+    let until = Instant::now() + deadline;
     loop {
-        let found = std::fs::File::open(path)
-            .and_then(|f| lists_time_wait(BufReader::with_capacity(64 * 1024, f), &wanted));
-        match found {
-            Ok(true) => return "ok".into(),
-            Ok(false) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(1)),
-            Ok(false) => return "absent".into(),
-            Err(e) => return errno_name(&e),
+        match read_entry(local) {
+            Ok(Some(entry)) if entry.state == TIME_WAIT_STATE => {
+                return ("ok".into(), entry.timer_ms);
+            }
+            Ok(_) if Instant::now() < until => std::thread::sleep(Duration::from_millis(1)),
+            Ok(_) => return ("absent".into(), None),
+            Err(e) => return (errno_name(&e), None),
         }
     }
 }
 
+/// The state of `local` once the close has been answered: FIN_WAIT1 lasts until the peer
+/// acknowledges the FIN, which loopback does at once unless data is still queued, so a FIN_WAIT1
+/// is looked at again for up to 50 ms.
+fn settled_state(local: &SocketAddr) -> String {
+    let until = Instant::now() + Duration::from_millis(50);
+    loop {
+        let state = state_of(local);
+        if state != "FIN_WAIT1" || Instant::now() >= until {
+            return state;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// The state /proc/net/tcp{,6} lists for `local` now, by name (`TIME_WAIT`, `FIN_WAIT2`, …), or
+/// `none` when it lists no socket there.
+fn state_of(local: &SocketAddr) -> String {
+    match read_entry(local) {
+        Ok(Some(entry)) => state_name(&entry.state).to_owned(),
+        Ok(None) => "none".into(),
+        Err(e) => errno_name(&e),
+    }
+}
+
+fn read_entry(local: &SocketAddr) -> io::Result<Option<Entry>> {
+    let path = match local {
+        SocketAddr::V4(_) => "/proc/net/tcp",
+        SocketAddr::V6(_) => "/proc/net/tcp6",
+    };
+    let file = std::fs::File::open(path)?;
+    find_entry(
+        BufReader::with_capacity(64 * 1024, file),
+        &proc_address(local),
+    )
+}
+
 /// TCP_TIME_WAIT as /proc/net/tcp prints the state column.
 const TIME_WAIT_STATE: &str = "06";
+
+/// The names of the states /proc/net/tcp prints as numbers (include/net/tcp_states.h).
+fn state_name(state: &str) -> &'static str {
+    match state {
+        "01" => "ESTABLISHED",
+        "02" => "SYN_SENT",
+        "03" => "SYN_RECV",
+        "04" => "FIN_WAIT1",
+        "05" => "FIN_WAIT2",
+        "06" => "TIME_WAIT",
+        "07" => "CLOSE",
+        "08" => "CLOSE_WAIT",
+        "09" => "LAST_ACK",
+        "0A" => "LISTEN",
+        "0B" => "CLOSING",
+        _ => "unknown",
+    }
+}
+
+/// One line of /proc/net/tcp{,6}: the state, and for a TIME_WAIT socket the time left on its
+/// timer.
+struct Entry {
+    state: String,
+    timer_ms: Option<f64>,
+}
+
+/// Clock ticks per second as /proc/net/tcp prints timers (USER_HZ, 100 on every architecture the
+/// guest runs on).
+const USER_HZ: f64 = 100.0;
+
+/// The first line of a /proc/net/tcp{,6} table whose local address is `wanted` (as
+/// [`proc_address`] spells it), preferring a TIME_WAIT one when several sockets share it.
+fn find_entry(table: impl BufRead, wanted: &str) -> io::Result<Option<Entry>> {
+    let mut found = None;
+    for line in table.lines() {
+        let line = line?;
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let (Some(local), Some(state)) = (fields.get(1), fields.get(3)) else {
+            continue;
+        };
+        if *local != wanted {
+            continue;
+        }
+        // `tr:tm->when`: timer kind 3 is TIME_WAIT's, the rest its ticks left, in hex.
+        let timer_ms = fields
+            .get(5)
+            .and_then(|t| t.split_once(':'))
+            .filter(|(kind, _)| *kind == "03")
+            .and_then(|(_, when)| u64::from_str_radix(when, 16).ok())
+            .map(|ticks| ticks as f64 * 1000.0 / USER_HZ);
+        let entry = Entry {
+            state: (*state).to_owned(),
+            timer_ms,
+        };
+        if entry.state == TIME_WAIT_STATE {
+            return Ok(Some(entry));
+        }
+        found.get_or_insert(entry);
+    }
+    Ok(found)
+}
 
 /// A local address as /proc/net/tcp{,6} prints it: the address as the kernel's 32-bit words in
 /// host byte order, `%08X` each, then `:%04X` of the port.
@@ -200,22 +431,10 @@ fn proc_address(addr: &SocketAddr) -> String {
     format!("{}:{:04X}", words.concat(), addr.port())
 }
 
-/// Whether a /proc/net/tcp{,6} table lists a socket with local address `wanted` (as
-/// [`proc_address`] spells it) in TIME_WAIT. Stops reading at the first hit.
+/// Whether a /proc/net/tcp{,6} table lists a socket with local address `wanted` in TIME_WAIT.
+#[cfg(test)]
 fn lists_time_wait(table: impl BufRead, wanted: &str) -> io::Result<bool> {
-    for line in table.lines() {
-        let line = line?;
-        let mut fields = line.split_whitespace();
-        let (Some(_slot), Some(local), Some(_remote), Some(state)) =
-            (fields.next(), fields.next(), fields.next(), fields.next())
-        else {
-            continue;
-        };
-        if local == wanted && state == TIME_WAIT_STATE {
-            return Ok(true);
-        }
-    }
-    Ok(false)
+    Ok(find_entry(table, wanted)?.is_some_and(|e| e.state == TIME_WAIT_STATE))
 }
 
 /// The family's own network namespace, entered for the length of one experiment.

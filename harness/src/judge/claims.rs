@@ -447,6 +447,7 @@ pub fn fact_kind(experiment: &Experiment, fact: &str) -> Result<FactKind, String
                 ("b_flags", Outcomes),
                 ("b_bind", Outcomes),
                 ("b_listen", Outcomes),
+                ("a_local", Outcomes),
             ],
             vec![],
         ),
@@ -457,6 +458,9 @@ pub fn fact_kind(experiment: &Experiment, fact: &str) -> Result<FactKind, String
                 ("new_flags", Outcomes),
                 ("new_bind", Outcomes),
                 ("new_listen", Outcomes),
+                ("time_wait_left_ms", Numbers),
+                ("state_after_close", Outcomes),
+                ("peer_saw", Outcomes),
             ],
             vec![],
         ),
@@ -533,6 +537,15 @@ pub fn fact_kind(experiment: &Experiment, fact: &str) -> Result<FactKind, String
                 ("bind", Outcomes),
             ],
             vec![],
+        ),
+        Experiment::Autobind(_) => (
+            &[
+                ("call", Outcomes),
+                ("local_port", Outcomes),
+                ("local_addr", Outcomes),
+                ("reply", Receivers),
+            ],
+            vec!["A".into()],
         ),
         Experiment::SelfTest(_) => (&[], vec![]),
     };

@@ -8,6 +8,12 @@
 //! for TCP when B's bind succeeded, `b_listen` (Outcomes: B's listen()). TCP cells whose A is in
 //! TIME_WAIT also record `tw_overflows` (Count, once per cell): how often the kernel's TIME_WAIT
 //! table overflowed meanwhile (TcpExt TCPTimeWaitOverflow), closing a socket outright instead.
+//! Cells whose A is connected also record `a_local` (Outcomes: A's own address after its connect,
+//! as getsockname() shows it: does a wildcard bind stay a wildcard?).
+//!
+//! Two smaller sets vary what the main matrix keeps fixed: `.other-port` cells (no option on
+//! either socket) bind B to the port after A's, and `.late` cells set A's options after A's bind
+//! (before its listen or connect) instead of before it.
 
 use serde::{Deserialize, Serialize};
 
@@ -127,6 +133,20 @@ pub struct BindCell {
     pub a_flags: ReuseFlags,
     pub b_flags: ReuseFlags,
     pub uid: Uid,
+    /// B binds A's port, or the next one.
+    pub port: BindPort,
+    /// A sets its options after its own bind (before its listen or connect).
+    pub late: bool,
+}
+
+/// Which port B binds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BindPort {
+    /// A's port: the matrix proper.
+    Same,
+    /// The port after A's.
+    Other,
 }
 
 /// How the two addresses of a cell relate, as the documents' tables name it.
@@ -153,27 +173,37 @@ impl BindCell {
 
     pub(super) fn id_suffix(&self) -> String {
         format!(
-            "{}.{}+{}.{}.a-{}.b-{}.{}",
+            "{}.{}+{}.{}.a-{}.b-{}.{}{}{}",
             self.transport.token(),
             self.a.token(),
             self.b.token(),
             self.first.token(),
             self.a_flags.token(),
             self.b_flags.token(),
-            self.uid.token()
+            self.uid.token(),
+            match self.port {
+                BindPort::Same => "",
+                BindPort::Other => ".other-port",
+            },
+            if self.late { ".late" } else { "" }
         )
     }
 
     pub(super) fn describe(&self) -> String {
         format!(
-            "{}: A binds {} with {} and is {}; B ({} euid) binds {} with {} on the same port; record B's bind",
+            "{}: A binds {} with {}{} and is {}; B ({} euid) binds {} with {} on {}; record B's bind",
             self.transport.token().to_uppercase(),
             self.a.text(),
             self.a_flags.describe(),
+            if self.late { " (set after its bind)" } else { "" },
             self.first.token(),
             if self.uid == Uid::Same { "same" } else { "another" },
             self.b.text(),
             self.b_flags.describe(),
+            match self.port {
+                BindPort::Same => "the same port",
+                BindPort::Other => "the next port",
+            }
         )
     }
 }
@@ -212,24 +242,80 @@ pub fn address_pairs() -> Vec<(BindAddr, BindAddr)> {
 }
 
 pub(super) fn all() -> Vec<BindCell> {
+    let cell = |transport, (a, b), first, a_flags, b_flags, uid, port, late| BindCell {
+        transport,
+        a,
+        b,
+        first,
+        a_flags,
+        b_flags,
+        uid,
+        port,
+        late,
+    };
     let mut cells = Vec::new();
     for transport in Transport::ALL {
-        for (a, b) in address_pairs() {
+        for pair in address_pairs() {
             for &first in FirstState::for_transport(transport) {
                 for a_flags in ReuseFlags::ALL {
                     for b_flags in ReuseFlags::ALL {
                         for uid in [Uid::Same, Uid::Different] {
-                            cells.push(BindCell {
+                            cells.push(cell(
                                 transport,
-                                a,
-                                b,
+                                pair,
                                 first,
                                 a_flags,
                                 b_flags,
                                 uid,
-                            });
+                                BindPort::Same,
+                                false,
+                            ));
                         }
                     }
+                }
+            }
+        }
+    }
+    // Two sockets on one address and different ports: no option on either.
+    for transport in Transport::ALL {
+        for pair in address_pairs() {
+            for &first in FirstState::for_transport(transport) {
+                for uid in [Uid::Same, Uid::Different] {
+                    let none = ReuseFlags::NONE;
+                    cells.push(cell(
+                        transport,
+                        pair,
+                        first,
+                        none,
+                        none,
+                        uid,
+                        BindPort::Other,
+                        false,
+                    ));
+                }
+            }
+        }
+    }
+    // Options set after bind: both sockets want the same options, A sets them late.
+    use BindAddr::*;
+    for transport in Transport::ALL {
+        for pair in [(V4Lo, V4Lo), (V4Any, V4Lo), (V6Lo, V6Lo)] {
+            let states: &[FirstState] = match transport {
+                Transport::Tcp => &[FirstState::Bound, FirstState::Listening],
+                Transport::Udp => &[FirstState::Bound],
+            };
+            for &first in states {
+                for flags in [ReuseFlags::ADDR, ReuseFlags::PORT, ReuseFlags::BOTH] {
+                    cells.push(cell(
+                        transport,
+                        pair,
+                        first,
+                        flags,
+                        flags,
+                        Uid::Same,
+                        BindPort::Same,
+                        true,
+                    ));
                 }
             }
         }

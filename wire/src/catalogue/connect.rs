@@ -2,7 +2,9 @@
 //! reuse options) and connect to the same or to different destinations.
 //!
 //! Source 127.0.0.1:p (IPv4) or [::1]:p (IPv6); destinations on the same address, ports q1 (and q2
-//! for different destinations). For TCP the guest listens on the destinations first; for UDP
+//! for different destinations), or on another address and the same port (`other-address`:
+//! 127.0.0.1:q and 127.0.0.2:q, [::1]:q and [2001:db8::1]:q). `.unbound` cells bind neither socket:
+//! both connect to one destination and the kernel picks their source ports. For TCP the guest listens on the destinations first; for UDP
 //! connect() only sets the peer, so nothing listens. A binds, then B binds, then A connects, then B
 //! connects.
 //!
@@ -27,6 +29,8 @@ use super::{IpFamily, ReuseFlags, Transport};
 pub enum Destinations {
     Same,
     Different,
+    /// The same port on another address.
+    OtherAddress,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -36,6 +40,8 @@ pub struct ConnectCell {
     pub destinations: Destinations,
     /// The options both sockets set before binding the shared source address.
     pub flags: ReuseFlags,
+    /// Whether the sockets bind a shared source address at all (`false`: neither binds).
+    pub bound: bool,
 }
 
 impl ConnectCell {
@@ -47,20 +53,27 @@ impl ConnectCell {
             match self.destinations {
                 Destinations::Same => "same-dest",
                 Destinations::Different => "different-dest",
+                Destinations::OtherAddress => "other-address",
             },
             self.flags.token()
-        )
+        ) + if self.bound { "" } else { ".unbound" }
     }
 
     pub(super) fn describe(&self) -> String {
         format!(
-            "{}/{}: two sockets with {} bind one loopback source address and port, then connect to {}; record both connects",
+            "{}/{}: two sockets with {} {}, then connect to {}; record both connects",
             self.transport.token().to_uppercase(),
             self.family.token(),
             self.flags.describe(),
+            if self.bound {
+                "bind one loopback source address and port"
+            } else {
+                "bind nothing"
+            },
             match self.destinations {
                 Destinations::Same => "the same destination",
                 Destinations::Different => "two different destinations",
+                Destinations::OtherAddress => "the same port on two addresses",
             }
         )
     }
@@ -70,16 +83,28 @@ pub(super) fn all() -> Vec<ConnectCell> {
     let mut cells = Vec::new();
     for transport in Transport::ALL {
         for family in [IpFamily::V4, IpFamily::V6] {
-            for destinations in [Destinations::Same, Destinations::Different] {
+            for destinations in [
+                Destinations::Same,
+                Destinations::Different,
+                Destinations::OtherAddress,
+            ] {
                 for flags in ReuseFlags::ALL {
                     cells.push(ConnectCell {
                         transport,
                         family,
                         destinations,
                         flags,
+                        bound: true,
                     });
                 }
             }
+            cells.push(ConnectCell {
+                transport,
+                family,
+                destinations: Destinations::Same,
+                flags: ReuseFlags::NONE,
+                bound: false,
+            });
         }
     }
     cells

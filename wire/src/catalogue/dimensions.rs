@@ -6,9 +6,9 @@
 //! description stays true as the catalogue grows.
 
 use super::{
-    BindCell, ConnectCell, Destinations, Experiment, FirstState, GroupAddr, IpFamily, LookupCase,
-    MulticastBind, MulticastCell, MulticastFlags, Relation, ReuseFlags, SteeringKind, TimeWaitCell,
-    TimeWaitSide, Transport, Uid,
+    AutobindHow, BindCell, BindPort, CloseMode, ConnectCell, Destinations, Experiment, FirstState,
+    GroupAddr, IpFamily, LookupCase, MulticastBind, MulticastCell, MulticastFlags, Relation,
+    ReuseFlags, SteeringKind, TimeWaitCell, TimeWaitSide, Transport, Uid,
 };
 
 /// One dimension of an experiment's setup.
@@ -131,10 +131,14 @@ impl Experiment {
                     match c.addr {
                         GroupAddr::Specific => "specific",
                         GroupAddr::Wildcard => "wildcard",
+                        GroupAddr::DualStack => "dual-stack",
+                        GroupAddr::Mixed => "mixed",
                     },
                     match c.addr {
                         GroupAddr::Specific => "a group on the loopback address",
                         GroupAddr::Wildcard => "a group on the wildcard",
+                        GroupAddr::DualStack => "a group on [::] dual-stack",
+                        GroupAddr::Mixed => "a group of IPv4 and dual-stack IPv6 sockets",
                     },
                 ),
                 plain(
@@ -165,8 +169,35 @@ impl Experiment {
                         SteeringKind::IncomingCpu => "steered by SO_INCOMING_CPU",
                     },
                 ),
+                plain(
+                    "addr",
+                    if c.dual_stack {
+                        "dual-stack"
+                    } else {
+                        "loopback"
+                    },
+                    if c.dual_stack {
+                        "a group on [::] dual-stack"
+                    } else {
+                        "a group on 127.0.0.1"
+                    },
+                ),
             ],
             Experiment::LookupCost(c) => vec![transport(c.transport)],
+            Experiment::Autobind(c) => vec![
+                transport(c.transport),
+                family(c.family),
+                plain(
+                    "how",
+                    c.how.token(),
+                    match c.how {
+                        AutobindHow::SendUnbound => "sending from a socket never bound",
+                        AutobindHow::ConnectUnbound => "connecting a socket never bound",
+                        AutobindHow::ListenUnbound => "listening on a socket never bound",
+                        AutobindHow::BindPortZero => "binding port 0",
+                    },
+                ),
+            ],
             Experiment::SelfTest(t) => vec![plain("test", &t.id_suffix(), t.id_suffix())],
         }
     }
@@ -229,6 +260,26 @@ fn bind(c: &BindCell) -> Vec<Dimension> {
                 Uid::Different => "B of another user",
             },
         ),
+        plain(
+            "port",
+            match c.port {
+                BindPort::Same => "same-port",
+                BindPort::Other => "other-port",
+            },
+            match c.port {
+                BindPort::Same => "on the same port",
+                BindPort::Other => "B on the next port",
+            },
+        ),
+        plain(
+            "when",
+            if c.late { "late" } else { "before-bind" },
+            if c.late {
+                "A's options set after its bind"
+            } else {
+                "options set before bind"
+            },
+        ),
     ]
 }
 
@@ -240,10 +291,24 @@ fn time_wait(c: &TimeWaitCell) -> Vec<Dimension> {
             match c.side {
                 TimeWaitSide::Client => "client",
                 TimeWaitSide::Server => "server",
+                TimeWaitSide::Passive => "passive",
             },
             match c.side {
                 TimeWaitSide::Client => "TIME_WAIT left by a client",
                 TimeWaitSide::Server => "TIME_WAIT left by a server",
+                TimeWaitSide::Passive => "the old socket's peer closing first",
+            },
+        ),
+        plain(
+            "close",
+            c.close.token(),
+            match c.close {
+                CloseMode::Close => "closed plainly",
+                CloseMode::Unsent => "closed with unsent data",
+                CloseMode::Linger0 => "closed with SO_LINGER 0",
+                CloseMode::Linger2 => "closed with SO_LINGER 2 s",
+                CloseMode::Exit => "its process exiting",
+                CloseMode::Kill => "its process killed",
             },
         ),
         plain(
@@ -273,13 +338,24 @@ fn connect(c: &ConnectCell) -> Vec<Dimension> {
             match c.destinations {
                 Destinations::Same => "same-dest",
                 Destinations::Different => "different-dest",
+                Destinations::OtherAddress => "other-address",
             },
             match c.destinations {
                 Destinations::Same => "connecting to the same destination",
                 Destinations::Different => "connecting to different destinations",
+                Destinations::OtherAddress => "connecting to one port on two addresses",
             },
         ),
         flags("flags", "both", c.flags),
+        plain(
+            "source",
+            if c.bound { "bound" } else { "unbound" },
+            if c.bound {
+                "sharing a bound source address"
+            } else {
+                "neither bound"
+            },
+        ),
     ]
 }
 
@@ -298,19 +374,26 @@ fn multicast(c: &MulticastCell) -> Vec<Dimension> {
         ),
         plain(
             "flags",
-            match c.flags {
-                MulticastFlags::AddrOnly => "ra",
-                MulticastFlags::PortOnly => "rp",
-                MulticastFlags::Both => "ra-rp",
-                MulticastFlags::Mixed => "mixed",
-                MulticastFlags::Neither => "none",
-            },
+            c.flags.token(),
             match c.flags {
                 MulticastFlags::AddrOnly => "all with SO_REUSEADDR only",
                 MulticastFlags::PortOnly => "all with SO_REUSEPORT only",
                 MulticastFlags::Both => "all with SO_REUSEADDR+SO_REUSEPORT",
                 MulticastFlags::Mixed => "SO_REUSEADDR and SO_REUSEPORT mixed",
                 MulticastFlags::Neither => "none with an option",
+                MulticastFlags::FirstNone => "A without options, B and C with SO_REUSEADDR",
+                MulticastFlags::LastNone => "A and B with SO_REUSEADDR, C without options",
+                MulticastFlags::FirstNoneReuseport => {
+                    "A without options, B and C with SO_REUSEPORT"
+                }
+            },
+        ),
+        plain(
+            "uid",
+            c.uid.token(),
+            match c.uid {
+                Uid::Same => "all of one user",
+                Uid::Different => "B of another user",
             },
         ),
     ]

@@ -81,8 +81,14 @@ use super::{IpFamily, Transport};
 pub enum GroupAddr {
     /// 127.0.0.1 or [::1].
     Specific,
-    /// 0.0.0.0 or [::].
+    /// 0.0.0.0, or [::] IPV6_V6ONLY.
     Wildcard,
+    /// IPv6 only: [::] with IPV6_V6ONLY off, as a plain IPv6 server is by default; flows come
+    /// from 127.0.0.1 (IPv4-mapped) and [::1] in turn.
+    DualStack,
+    /// IPv4 flows into a group of half AF_INET members on 0.0.0.0 and half dual-stack AF_INET6
+    /// members on [::] (IPV6_V6ONLY off), in turns: one port, two kinds of socket.
+    Mixed,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -127,6 +133,8 @@ impl DistributionCell {
             match self.addr {
                 GroupAddr::Specific => "specific",
                 GroupAddr::Wildcard => "wildcard",
+                GroupAddr::DualStack => "dual-stack",
+                GroupAddr::Mixed => "mixed",
             },
             self.members,
             if self.churn { ".churn" } else { "" }
@@ -150,6 +158,8 @@ impl DistributionCell {
             match self.addr {
                 GroupAddr::Specific => "loopback",
                 GroupAddr::Wildcard => "wildcard",
+                GroupAddr::DualStack => "dual-stack wildcard",
+                GroupAddr::Mixed => "IPv4 and dual-stack wildcards (AF_INET and AF_INET6 members)",
             },
             what
         )
@@ -160,7 +170,15 @@ pub(super) fn all() -> Vec<DistributionCell> {
     let mut cells = Vec::new();
     for transport in Transport::ALL {
         for family in [IpFamily::V4, IpFamily::V6] {
-            for addr in [GroupAddr::Specific, GroupAddr::Wildcard] {
+            let addrs: &[GroupAddr] = match family {
+                IpFamily::V4 => &[GroupAddr::Specific, GroupAddr::Wildcard],
+                IpFamily::V6 => &[
+                    GroupAddr::Specific,
+                    GroupAddr::Wildcard,
+                    GroupAddr::DualStack,
+                ],
+            };
+            for &addr in addrs {
                 for members in [2, 4, 8, 16] {
                     cells.push(DistributionCell {
                         transport,
@@ -172,6 +190,13 @@ pub(super) fn all() -> Vec<DistributionCell> {
                 }
             }
         }
+        cells.push(DistributionCell {
+            transport,
+            family: IpFamily::V4,
+            addr: GroupAddr::Mixed,
+            members: 4,
+            churn: false,
+        });
         cells.push(DistributionCell {
             transport,
             family: IpFamily::V4,
@@ -197,6 +222,9 @@ pub enum SteeringKind {
 pub struct SteeringCell {
     pub transport: Transport,
     pub kind: SteeringKind,
+    /// The group on 127.0.0.1 (`false`), or on [::] with IPV6_V6ONLY off, its flows from
+    /// 127.0.0.1 (`true`).
+    pub dual_stack: bool,
 }
 
 impl SteeringCell {
@@ -217,24 +245,27 @@ impl SteeringCell {
 
     pub(super) fn id_suffix(&self) -> String {
         format!(
-            "{}.{}",
+            "{}.{}{}",
             match self.kind {
                 SteeringKind::Cbpf => "cbpf",
                 SteeringKind::IncomingCpu => "incoming-cpu",
             },
-            self.transport.token()
+            self.transport.token(),
+            if self.dual_stack { ".dual-stack" } else { "" }
         )
     }
 
     pub(super) fn describe(&self) -> String {
         match self.kind {
             SteeringKind::Cbpf => format!(
-                "{}: a 4-member SO_REUSEPORT group with a classic BPF program attached that names the member per flow; record how many flows it really steered",
-                self.transport.token().to_uppercase()
+                "{}: a 4-member SO_REUSEPORT group{} with a classic BPF program attached that names the member per flow; record how many flows it really steered",
+                self.transport.token().to_uppercase(),
+                if self.dual_stack { " on [::] dual-stack" } else { "" }
             ),
             SteeringKind::IncomingCpu => format!(
-                "{}: a 2-member SO_REUSEPORT group whose members set SO_INCOMING_CPU 0 and 1; senders pinned to each CPU; record which member each CPU's flows reach",
-                self.transport.token().to_uppercase()
+                "{}: a 2-member SO_REUSEPORT group{} whose members set SO_INCOMING_CPU 0 and 1; senders pinned to each CPU; record which member each CPU's flows reach",
+                self.transport.token().to_uppercase(),
+                if self.dual_stack { " on [::] dual-stack" } else { "" }
             ),
         }
     }
@@ -242,9 +273,15 @@ impl SteeringCell {
 
 pub(super) fn all_steering() -> Vec<SteeringCell> {
     let mut cells = Vec::new();
-    for kind in [SteeringKind::Cbpf, SteeringKind::IncomingCpu] {
-        for transport in Transport::ALL {
-            cells.push(SteeringCell { transport, kind });
+    for dual_stack in [false, true] {
+        for kind in [SteeringKind::Cbpf, SteeringKind::IncomingCpu] {
+            for transport in Transport::ALL {
+                cells.push(SteeringCell {
+                    transport,
+                    kind,
+                    dual_stack,
+                });
+            }
         }
     }
     cells

@@ -48,10 +48,17 @@ pub enum LookupScenario {
     InetThenDualStack,
     /// B on [::] dual-stack then A on 0.0.0.0 (AF_INET), both with SO_REUSEADDR+SO_REUSEPORT.
     DualStackThenInet,
+    /// A on 127.0.0.1, then B on 0.0.0.0, both SO_REUSEADDR and SO_REUSEPORT (the other order of
+    /// `WildcardThenSpecificReuseport`).
+    SpecificThenWildcardReuseport,
+    /// A on [::1], then B on [::], both SO_REUSEADDR and SO_REUSEPORT.
+    SpecificThenWildcardV6Reuseport,
+    /// As `FourListenersAllReuseport`, the wildcard bound first: A, B, C, D.
+    FourListenersAllReuseportWildcardFirst,
 }
 
 impl LookupScenario {
-    pub const ALL: [LookupScenario; 11] = [
+    pub const ALL: [LookupScenario; 14] = [
         LookupScenario::SpecificThenWildcard,
         LookupScenario::WildcardThenSpecific,
         LookupScenario::WildcardThenSpecificReuseport,
@@ -63,6 +70,9 @@ impl LookupScenario {
         LookupScenario::FourListenersAllReuseport,
         LookupScenario::InetThenDualStack,
         LookupScenario::DualStackThenInet,
+        LookupScenario::SpecificThenWildcardReuseport,
+        LookupScenario::SpecificThenWildcardV6Reuseport,
+        LookupScenario::FourListenersAllReuseportWildcardFirst,
     ];
 }
 
@@ -137,6 +147,16 @@ impl LookupCase {
             ],
             InetThenDualStack => vec![sock("A", ANY4, F::BOTH), sock("B", ANY6, F::BOTH)],
             DualStackThenInet => vec![sock("B", ANY6, F::BOTH), sock("A", ANY4, F::BOTH)],
+            SpecificThenWildcardReuseport => vec![sock("A", LO, F::BOTH), sock("B", ANY4, F::BOTH)],
+            SpecificThenWildcardV6Reuseport => {
+                vec![sock("A", LO6, F::BOTH), sock("B", ANY6, F::BOTH)]
+            }
+            FourListenersAllReuseportWildcardFirst => vec![
+                sock("A", ANY4, F::BOTH),
+                sock("B", LO, F::BOTH),
+                sock("C", LO2, F::BOTH),
+                sock("D", LO3, F::BOTH),
+            ],
         }
     }
 
@@ -144,12 +164,17 @@ impl LookupCase {
     pub fn probes(&self) -> Vec<IpAddr> {
         use LookupScenario::*;
         match self.scenario {
-            SpecificThenWildcard | WildcardThenSpecific | WildcardThenSpecificReuseport => {
-                vec![LO, LO2]
-            }
-            SpecificThenWildcardV6 | WildcardThenSpecificV6Reuseport => vec![LO6, DOC6],
+            SpecificThenWildcard
+            | WildcardThenSpecific
+            | WildcardThenSpecificReuseport
+            | SpecificThenWildcardReuseport => vec![LO, LO2],
+            SpecificThenWildcardV6
+            | WildcardThenSpecificV6Reuseport
+            | SpecificThenWildcardV6Reuseport => vec![LO6, DOC6],
             GroupBesidePlainWildcard | PlainSpecificBesideGroup => vec![LO, LO2],
-            FourListeners | FourListenersAllReuseport => vec![LO, LO2, LO3, LO4],
+            FourListeners | FourListenersAllReuseport | FourListenersAllReuseportWildcardFirst => {
+                vec![LO, LO2, LO3, LO4]
+            }
             InetThenDualStack | DualStackThenInet => vec![LO, LO6],
         }
     }

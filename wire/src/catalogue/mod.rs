@@ -5,6 +5,7 @@
 //! Ids are dotted paths, family first (`bind.tcp.v4any+v4lo.listening.a-ra.b-ra.same-uid`), so a
 //! prefix selects a family or any sub-tree of it.
 
+mod autobind;
 mod bind;
 mod connect;
 mod cost;
@@ -16,7 +17,8 @@ mod options;
 mod selftest;
 mod time_wait;
 
-pub use bind::{address_pairs, BindAddr, BindCell, FirstState, Relation};
+pub use autobind::{AutobindCell, AutobindHow};
+pub use bind::{address_pairs, BindAddr, BindCell, BindPort, FirstState, Relation};
 pub use connect::{ConnectCell, Destinations};
 pub use cost::{LookupCostCell, GROUP_SIZES};
 pub use dimensions::{describe_values, Dimension};
@@ -25,7 +27,7 @@ pub use lookup::{display as display_addr, LookupCase, LookupScenario, LookupSock
 pub use multicast::{MulticastBind, MulticastCell, MulticastFlags};
 pub use options::SockOpt;
 pub use selftest::SelfTest;
-pub use time_wait::{TimeWaitCell, TimeWaitSide};
+pub use time_wait::{CloseMode, TimeWaitCell, TimeWaitSide};
 
 use serde::{Deserialize, Serialize};
 
@@ -140,11 +142,12 @@ pub enum Family {
     Distribution,
     Steering,
     LookupCost,
+    Autobind,
     SelfTest,
 }
 
 impl Family {
-    pub const ALL: [Family; 10] = [
+    pub const ALL: [Family; 11] = [
         Family::Options,
         Family::Bind,
         Family::TimeWait,
@@ -154,6 +157,7 @@ impl Family {
         Family::Distribution,
         Family::Steering,
         Family::LookupCost,
+        Family::Autobind,
         Family::SelfTest,
     ];
 
@@ -169,6 +173,7 @@ impl Family {
             Family::Distribution => "dist",
             Family::Steering => "steer",
             Family::LookupCost => "cost",
+            Family::Autobind => "autobind",
             Family::SelfTest => "selftest",
         }
     }
@@ -184,6 +189,7 @@ impl Family {
             Family::Distribution => "SO_REUSEPORT load distribution",
             Family::Steering => "Steering a reuseport group",
             Family::LookupCost => "Lookup cost against group size",
+            Family::Autobind => "Automatic binding and port 0",
             Family::SelfTest => "Guest self-tests (never in a default run)",
         }
     }
@@ -202,6 +208,7 @@ pub enum Experiment {
     Distribution(DistributionCell),
     Steering(SteeringCell),
     LookupCost(LookupCostCell),
+    Autobind(AutobindCell),
     SelfTest(SelfTest),
 }
 
@@ -217,6 +224,7 @@ impl Experiment {
             Experiment::Distribution(_) => Family::Distribution,
             Experiment::Steering(_) => Family::Steering,
             Experiment::LookupCost(_) => Family::LookupCost,
+            Experiment::Autobind(_) => Family::Autobind,
             Experiment::SelfTest(_) => Family::SelfTest,
         }
     }
@@ -232,6 +240,7 @@ impl Experiment {
             Experiment::Distribution(c) => c.id_suffix(),
             Experiment::Steering(c) => c.id_suffix(),
             Experiment::LookupCost(c) => c.id_suffix(),
+            Experiment::Autobind(c) => c.id_suffix(),
             Experiment::SelfTest(c) => c.id_suffix(),
         };
         format!("{}.{rest}", self.family().token())
@@ -249,6 +258,7 @@ impl Experiment {
             Experiment::Distribution(c) => c.describe(),
             Experiment::Steering(c) => c.describe(),
             Experiment::LookupCost(c) => c.describe(),
+            Experiment::Autobind(c) => c.describe(),
             Experiment::SelfTest(c) => c.describe(),
         }
     }
@@ -285,6 +295,7 @@ pub fn catalogue() -> Vec<Experiment> {
             .map(Experiment::Steering),
     );
     all.extend(cost::all().into_iter().map(Experiment::LookupCost));
+    all.extend(autobind::all().into_iter().map(Experiment::Autobind));
     all
 }
 
@@ -397,7 +408,8 @@ mod tests {
         let all = select(&["all".into()]).unwrap();
         assert_eq!(all, catalogue());
         assert!(select(&["selftest.crash".into()]).unwrap().len() == 1);
-        let tw = select(&["bind.tcp.*.time-wait.*".into()]).unwrap();
+        // The main matrix only: its ids end in the uid (`.other-port` and `.late` cells do not).
+        let tw = select(&["bind.tcp.*.time-wait.*-uid".into()]).unwrap();
         assert_eq!(tw.len(), address_pairs().len() * 16 * 2);
         assert!(tw.iter().all(|e| e.id().contains(".time-wait.")));
         assert!(select(&["*".into()])

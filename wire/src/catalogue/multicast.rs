@@ -16,6 +16,10 @@
 //!   A, B, C order, or `none`.
 //! - `datagrams.<label>` (Counts): how many datagrams that socket read (a copy delivered twice
 //!   shows as 2); 0 for a socket that is not bound.
+//!
+//! Besides the sets where all three sockets agree, the mixes `first-none` (A without options, B
+//! and C with SO_REUSEADDR), `last-none` (C without), `first-none-rp` (A without, B and C with
+//! SO_REUSEPORT), and `.other-uid` cells where B belongs to another user.
 
 use std::net::Ipv4Addr;
 
@@ -43,12 +47,35 @@ pub enum MulticastFlags {
     Mixed,
     /// None of them sets anything (the baseline).
     Neither,
+    /// A sets nothing, B and C SO_REUSEADDR.
+    FirstNone,
+    /// A and B SO_REUSEADDR, C nothing.
+    LastNone,
+    /// A sets nothing, B and C SO_REUSEPORT.
+    FirstNoneReuseport,
+}
+
+impl MulticastFlags {
+    pub fn token(self) -> &'static str {
+        match self {
+            MulticastFlags::AddrOnly => "ra",
+            MulticastFlags::PortOnly => "rp",
+            MulticastFlags::Both => "ra-rp",
+            MulticastFlags::Mixed => "mixed",
+            MulticastFlags::Neither => "none",
+            MulticastFlags::FirstNone => "first-none",
+            MulticastFlags::LastNone => "last-none",
+            MulticastFlags::FirstNoneReuseport => "first-none-rp",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct MulticastCell {
     pub bind: MulticastBind,
     pub flags: MulticastFlags,
+    /// Whether B belongs to another user than A and C.
+    pub uid: super::Uid,
 }
 
 /// The group every multicast cell joins and sends to: organisation-local scope, never routed.
@@ -79,6 +106,9 @@ impl MulticastCell {
             MulticastFlags::Both => [F::BOTH; 3],
             MulticastFlags::Mixed => [F::ADDR, F::PORT, F::ADDR],
             MulticastFlags::Neither => [F::NONE; 3],
+            MulticastFlags::FirstNone => [F::NONE, F::ADDR, F::ADDR],
+            MulticastFlags::LastNone => [F::ADDR, F::ADDR, F::NONE],
+            MulticastFlags::FirstNoneReuseport => [F::NONE, F::PORT, F::PORT],
         }
     }
 
@@ -89,22 +119,23 @@ impl MulticastCell {
                 MulticastBind::Group => "group",
                 MulticastBind::Wildcard => "wildcard",
             },
-            match self.flags {
-                MulticastFlags::AddrOnly => "ra",
-                MulticastFlags::PortOnly => "rp",
-                MulticastFlags::Both => "ra-rp",
-                MulticastFlags::Mixed => "mixed",
-                MulticastFlags::Neither => "none",
-            }
-        )
+            self.flags.token()
+        ) + match self.uid {
+            super::Uid::Same => "",
+            super::Uid::Different => ".other-uid",
+        }
     }
 
     pub(super) fn describe(&self) -> String {
         let [a, b, c] = self.socket_flags();
         format!(
-            "UDP multicast: sockets A ({}), B ({}), C ({}) bind {}:p and join 239.255.0.1 on lo; one datagram to the group; record binds and receivers",
+            "UDP multicast: sockets A ({}), B ({}{}), C ({}) bind {}:p and join 239.255.0.1 on lo; one datagram to the group; record binds and receivers",
             a.describe(),
             b.describe(),
+            match self.uid {
+                super::Uid::Same => "",
+                super::Uid::Different => ", another user",
+            },
             c.describe(),
             match self.bind {
                 MulticastBind::Group => "239.255.0.1",
@@ -123,8 +154,22 @@ pub(super) fn all() -> Vec<MulticastCell> {
             MulticastFlags::PortOnly,
             MulticastFlags::Both,
             MulticastFlags::Mixed,
+            MulticastFlags::FirstNone,
+            MulticastFlags::LastNone,
+            MulticastFlags::FirstNoneReuseport,
         ] {
-            cells.push(MulticastCell { bind, flags });
+            cells.push(MulticastCell {
+                bind,
+                flags,
+                uid: super::Uid::Same,
+            });
+        }
+        for flags in [MulticastFlags::AddrOnly, MulticastFlags::PortOnly] {
+            cells.push(MulticastCell {
+                bind,
+                flags,
+                uid: super::Uid::Different,
+            });
         }
     }
     cells

@@ -24,6 +24,21 @@
 //!   errno of reading it), `new_flags` (Outcomes, as `old_flags`), `new_bind` (Outcomes: the fact
 //!   under test) and `new_listen` (Outcomes; `skipped` when the bind failed). When `old_setup` is
 //!   not `ok`, the four later facts are `skipped`.
+//! - `time_wait_left_ms` (Numbers, one per repetition whose TIME_WAIT was seen): how long the
+//!   kernel will keep it, read from the TIME_WAIT timer /proc/net/tcp{,6} prints beside the
+//!   socket (`tr` 3, `tm->when` in clock ticks) — how long TIME_WAIT lasts, without waiting for
+//!   it.
+//!
+//! Two more sides and five ways to close vary the active close of a client:
+//! - `passive`: the old socket connects and its peer closes first (the old socket closes second),
+//!   so TIME_WAIT, if any, is the peer's.
+//! - `.close-unsent` (the old socket closes with data its peer has not read still queued),
+//!   `.close-linger0` (SO_LINGER on with a zero timeout: an abortive close), `.close-linger2`
+//!   (SO_LINGER on, 2 s), `.close-exit` (its process exits without closing it),
+//!   `.close-kill` (its process is killed). These record `state_after_close` (Outcomes: the state
+//!   /proc/net/tcp{,6} lists for the old address right after the close — `TIME_WAIT`, `FIN_WAIT1`,
+//!   `FIN_WAIT2`, `CLOSING`, `LAST_ACK`, `CLOSE_WAIT`, or `none`) and `peer_saw` (Outcomes: what
+//!   the peer's read returned then: `eof`, `data` or an errno such as `ECONNRESET`).
 
 use serde::{Deserialize, Serialize};
 
@@ -34,6 +49,39 @@ use super::{IpFamily, ReuseFlags};
 pub enum TimeWaitSide {
     Client,
     Server,
+    /// The old socket's peer closes first.
+    Passive,
+}
+
+/// How the old socket of a client ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CloseMode {
+    /// close(), nothing pending: the matrix proper.
+    Close,
+    /// close() with data the peer has not read still queued.
+    Unsent,
+    /// SO_LINGER {on, 0 s}, then close().
+    Linger0,
+    /// SO_LINGER {on, 2 s}, then close().
+    Linger2,
+    /// The process holding it exits without closing it.
+    Exit,
+    /// The process holding it is killed (SIGKILL).
+    Kill,
+}
+
+impl CloseMode {
+    pub fn token(self) -> &'static str {
+        match self {
+            CloseMode::Close => "close",
+            CloseMode::Unsent => "unsent",
+            CloseMode::Linger0 => "linger0",
+            CloseMode::Linger2 => "linger2",
+            CloseMode::Exit => "exit",
+            CloseMode::Kill => "kill",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -44,6 +92,8 @@ pub struct TimeWaitCell {
     pub new_wildcard: bool,
     pub old_flags: ReuseFlags,
     pub new_flags: ReuseFlags,
+    /// How a client's old socket ends (`Close` for every other cell).
+    pub close: CloseMode,
 }
 
 impl TimeWaitCell {
@@ -54,6 +104,7 @@ impl TimeWaitCell {
             match self.side {
                 TimeWaitSide::Client => "client",
                 TimeWaitSide::Server => "server",
+                TimeWaitSide::Passive => "passive",
             },
             if self.new_wildcard {
                 "to-wildcard"
@@ -62,16 +113,25 @@ impl TimeWaitCell {
             },
             self.old_flags.token(),
             self.new_flags.token()
-        )
+        ) + &match self.close {
+            CloseMode::Close => String::new(),
+            other => format!(".close-{}", other.token()),
+        }
     }
 
     pub(super) fn describe(&self) -> String {
         format!(
             "TCP/{}: a {} socket with {} leaves its port in TIME_WAIT; a new socket with {} binds {} address and port; record the bind",
             self.family.token(),
-            match self.side {
-                TimeWaitSide::Client => "client",
-                TimeWaitSide::Server => "server (listener plus accepted connection closed first)",
+            match (self.side, self.close) {
+                (TimeWaitSide::Client, CloseMode::Close) => "client",
+                (TimeWaitSide::Client, CloseMode::Unsent) => "client closing with unsent data",
+                (TimeWaitSide::Client, CloseMode::Linger0) => "client closing with SO_LINGER 0",
+                (TimeWaitSide::Client, CloseMode::Linger2) => "client closing with SO_LINGER 2 s",
+                (TimeWaitSide::Client, CloseMode::Exit) => "client whose process exits",
+                (TimeWaitSide::Client, CloseMode::Kill) => "client whose process is killed",
+                (TimeWaitSide::Server, _) => "server (listener plus accepted connection closed first)",
+                (TimeWaitSide::Passive, _) => "client whose peer closes first",
             },
             self.old_flags.describe(),
             self.new_flags.describe(),
@@ -93,10 +153,39 @@ pub(super) fn all() -> Vec<TimeWaitCell> {
                             new_wildcard,
                             old_flags,
                             new_flags,
+                            close: CloseMode::Close,
                         });
                     }
                 }
             }
+        }
+    }
+    for family in [IpFamily::V4, IpFamily::V6] {
+        for flags in [ReuseFlags::NONE, ReuseFlags::ADDR] {
+            cells.push(TimeWaitCell {
+                family,
+                side: TimeWaitSide::Passive,
+                new_wildcard: false,
+                old_flags: flags,
+                new_flags: flags,
+                close: CloseMode::Close,
+            });
+        }
+        for close in [
+            CloseMode::Unsent,
+            CloseMode::Linger0,
+            CloseMode::Linger2,
+            CloseMode::Exit,
+            CloseMode::Kill,
+        ] {
+            cells.push(TimeWaitCell {
+                family,
+                side: TimeWaitSide::Client,
+                new_wildcard: false,
+                old_flags: ReuseFlags::NONE,
+                new_flags: ReuseFlags::NONE,
+                close,
+            });
         }
     }
     cells
