@@ -7,7 +7,7 @@
 //! or Solaris stay measured: on Linux they are judged as "claimed for another OS", and the report
 //! still says whether Linux agrees.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -127,6 +127,11 @@ pub enum Expect {
     Sticky(bool),
     /// Time per flow at the largest group is at most `max_ratio` times that of a group of one.
     Flat { max_ratio: f64 },
+    /// Time per flow at the largest group is at least `min_ratio` times that of a group of one
+    /// (for "the cost grows with the group").
+    Grows { min_ratio: f64 },
+    /// Every value of a Numbers fact lies in `[min, max]` (for durations read from the kernel).
+    Within { min: f64, max: f64 },
     /// The fact equals the same fact of the partner experiment whose id is this one's with every
     /// `replace` turned into `with` (for "X behaves exactly like Y").
     SameAs { replace: String, with: String },
@@ -146,6 +151,11 @@ impl fmt::Display for Expect {
                 f,
                 "cost at the largest group <= {max_ratio}x a group of one"
             ),
+            Expect::Grows { min_ratio } => write!(
+                f,
+                "cost at the largest group >= {min_ratio}x a group of one"
+            ),
+            Expect::Within { min, max } => write!(f, "between {min} and {max}"),
             Expect::SameAs { replace, with } => {
                 write!(f, "same as with `{replace}` replaced by `{with}`")
             }
@@ -191,12 +201,75 @@ pub struct Claim {
     /// Why the test reads the claim the way it does. Default: none.
     #[serde(default)]
     pub note: Option<String>,
-    /// The claim is known to be wrong where it applies, and why: the report still shows it
-    /// contradicted, but a nightly run does not fail on it (a change is caught by `diff` and
-    /// the change model instead). Default: none, every contradiction fails.
+    /// Where the claim is known to be wrong, and why: the cells named are still shown
+    /// contradicted, as known, and a nightly run does not fail on them (a change is caught by
+    /// `diff` and the change model instead). A contradicted cell it does not name fails like any
+    /// other. Default: none, every contradiction fails.
     #[serde(default)]
-    pub expected_difference: Option<String>,
+    pub expected_difference: Option<Waiver>,
+    /// For each catalogue dimension the claim's cells leave at one value (the transport, the
+    /// addresses, the first socket's state, each socket's options, the user…), why that value is
+    /// the only one the sentence speaks of — `transport: "the sentence is about listeners"`.
+    /// A test requires one entry per such dimension. Default: none.
+    #[serde(default)]
+    pub fixed: BTreeMap<String, String>,
     pub check: Check,
+}
+
+/// A known difference between a claim and Linux: the cells it excuses, and why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Waiver {
+    /// What Linux does instead, in words.
+    pub why: String,
+    /// The cells it excuses: ids or globs (`*` any run of characters), each matching cells the
+    /// claim's tests read.
+    pub cells: Vec<String>,
+}
+
+impl Waiver {
+    /// Whether the waiver names `experiment`.
+    pub fn covers(&self, experiment: &str) -> bool {
+        self.cells.iter().any(|p| wire::glob_matches(p, experiment))
+    }
+}
+
+/// A sentence of a document that speaks of the subject but makes no statement a kernel could
+/// show, with what it is instead: every such sentence is listed (a test walks the documents).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotClaim {
+    pub doc: Document,
+    /// Short and exact: a substring of the sentence.
+    pub quote: String,
+    pub is: NotClaimKind,
+    /// Why, in a few words.
+    pub why: String,
+    /// For a restatement: the claim that tests the statement it repeats.
+    #[serde(default)]
+    pub of: Option<String>,
+}
+
+/// What a sentence that is not a claim is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NotClaimKind {
+    /// A title or section heading.
+    Heading,
+    /// A question (the document's own, or a reader's).
+    Question,
+    /// A judgement, a hedge or advice, not a behaviour.
+    Opinion,
+    /// Points elsewhere ("see above", "as I said").
+    CrossReference,
+    /// Announces what follows and states nothing itself.
+    Introduction,
+    /// An illustration whose statement another sentence makes (and a claim tests).
+    Example,
+    /// Defines a term.
+    Definition,
+    /// Repeats a statement a claim (`of`) already tests.
+    Restatement,
 }
 
 impl Claim {
@@ -223,6 +296,8 @@ impl Claim {
 #[serde(deny_unknown_fields)]
 struct ClaimsFile {
     claims: Vec<Claim>,
+    #[serde(default)]
+    not_claims: Vec<NotClaim>,
 }
 
 /// A validated claims file.
@@ -230,23 +305,34 @@ struct ClaimsFile {
 pub struct ClaimSet {
     pub source: PathBuf,
     pub claims: Vec<Claim>,
+    /// The documents' sentences that are no claims, each with what it is.
+    pub not_claims: Vec<NotClaim>,
+}
+
+/// What a claims file holds, validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Parsed {
+    pub claims: Vec<Claim>,
+    pub not_claims: Vec<NotClaim>,
 }
 
 /// Reads, parses and validates a claims file against the catalogue.
 pub fn load(path: &Path) -> Result<ClaimSet> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| anyhow::anyhow!("reading claims file {}: {e}", path.display()))?;
-    let claims = parse(&text, &path.display().to_string())?;
+    let parsed = parse(&text, &path.display().to_string())?;
     Ok(ClaimSet {
         source: path.to_owned(),
-        claims,
+        claims: parsed.claims,
+        not_claims: parsed.not_claims,
     })
 }
 
 /// Parses and validates claims from `text`; `name` starts every error message.
-pub fn parse(text: &str, name: &str) -> Result<Vec<Claim>, YamlError> {
+pub fn parse(text: &str, name: &str) -> Result<Parsed, YamlError> {
     let file: ClaimsFile = yaml::from_str_named(text, name)?;
     let mut claims = file.claims;
+    let not_claims = file.not_claims;
     let catalogue = catalogue_ids();
     let mut ids = HashSet::new();
     let mut occurrences = std::collections::HashMap::<String, usize>::new();
@@ -301,6 +387,7 @@ pub fn parse(text: &str, name: &str) -> Result<Vec<Claim>, YamlError> {
                 ));
             }
             Check::Measured(tests) => {
+                let mut read: Vec<String> = Vec::new();
                 for (t, test) in tests.iter_mut().enumerate() {
                     let field = format!("check.measured[{t}]");
                     let fact = test.fact.clone();
@@ -317,11 +404,68 @@ pub fn parse(text: &str, name: &str) -> Result<Vec<Claim>, YamlError> {
                             format!("claims[{index}] ({id}).{field}: {message}"),
                         )
                     })?;
+                    read.extend(test.resolved.iter().cloned());
+                }
+                if let Some(waiver) = &claim.expected_difference {
+                    if waiver.why.trim().is_empty() {
+                        return Err(fail("expected_difference.why", "say why".into()));
+                    }
+                    if waiver.cells.is_empty() {
+                        return Err(fail(
+                            "expected_difference.cells",
+                            "name the cells the difference excuses".into(),
+                        ));
+                    }
+                    for pattern in &waiver.cells {
+                        if !read.iter().any(|id| wire::glob_matches(pattern, id)) {
+                            let located = locate_after(text, at, pattern).or(at);
+                            return Err(YamlError::invalid(
+                                name,
+                                located,
+                                format!(
+                                    "claims[{index}] ({id}).expected_difference.cells: `{pattern}` names no cell the claim's tests read"
+                                ),
+                            ));
+                        }
+                    }
                 }
             }
         }
+        for (dimension, why) in &claim.fixed {
+            if why.trim().is_empty() {
+                return Err(fail(
+                    &format!("fixed.{dimension}"),
+                    "say why the sentence speaks of this value only".into(),
+                ));
+            }
+        }
     }
-    Ok(claims)
+    for (index, not_claim) in not_claims.iter().enumerate() {
+        let at = yaml::locate_key_value(text, "quote", &not_claim.quote, 0);
+        let fail = |field: &str, message: String| {
+            YamlError::invalid(name, at, format!("not_claims[{index}].{field}: {message}"))
+        };
+        if not_claim.quote.trim().is_empty() {
+            return Err(fail("quote", "empty quote".into()));
+        }
+        if not_claim.why.trim().is_empty() {
+            return Err(fail("why", "say what the sentence is instead".into()));
+        }
+        match (&not_claim.is, &not_claim.of) {
+            (NotClaimKind::Restatement, None) => {
+                return Err(fail(
+                    "of",
+                    "a restatement names the claim that tests it".into(),
+                ))
+            }
+            (NotClaimKind::Restatement, Some(of)) if !ids.contains(of) => {
+                return Err(fail("of", format!("no claim `{of}`")))
+            }
+            (NotClaimKind::Restatement, Some(_)) | (_, None) => {}
+            (_, Some(_)) => return Err(fail("of", "only a restatement names a claim".into())),
+        }
+    }
+    Ok(Parsed { claims, not_claims })
 }
 
 /// What a test's error is about, so that the error can point at it.
@@ -616,6 +760,20 @@ fn check_expectation(
             }
             needs(FactKind::Numbers, "flat")
         }
+        Expect::Grows { min_ratio } => {
+            if min_ratio.is_nan() || *min_ratio <= 1.0 {
+                return Err(format!(
+                    "grows.min_ratio must be more than 1, not {min_ratio}"
+                ));
+            }
+            needs(FactKind::Numbers, "grows")
+        }
+        Expect::Within { min, max } => {
+            if min.is_nan() || max.is_nan() || min > max {
+                return Err(format!("within needs min <= max, not {min}..{max}"));
+            }
+            needs(FactKind::Numbers, "within")
+        }
         Expect::SameAs { replace, .. } => {
             if replace.is_empty() {
                 return Err("same_as.replace must not be empty".into());
@@ -678,7 +836,7 @@ claims:
 
     #[test]
     fn parses_scopes_checks_and_resolves_patterns() {
-        let claims = parse(GOOD, "claims.yaml").unwrap();
+        let claims = parse(GOOD, "claims.yaml").unwrap().claims;
         assert_eq!(claims.len(), 4);
         assert_eq!(claims[1].changes_at, Some(Version(vec![3, 9])));
         assert_eq!(claims[2].check, Check::Untested("Windows only".into()));

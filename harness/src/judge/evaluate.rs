@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use wire::{ExperimentRecord, Fact, Status};
 
-use crate::judge::claims::{Check, Claim, ClaimSet, Expect, Scope, Test};
+use crate::judge::claims::{Check, Claim, ClaimSet, Expect, Scope, Test, Waiver};
 use crate::judge::stats;
 use crate::results::{KernelResult, RunOutcome};
 use crate::version::Version;
@@ -77,6 +77,23 @@ impl Verdict {
             Verdict::OutOfScope { observed, .. } => observed.observations(),
             Verdict::NotMeasured { .. } | Verdict::Untested { .. } => &[],
         }
+    }
+
+    /// The cells that contradict the claim and no `expected_difference` names: what fails a
+    /// nightly run. Empty for every other verdict.
+    pub fn unwaived(&self) -> Vec<&Observation> {
+        match self {
+            Verdict::Contradicted { observed, .. } => observed
+                .iter()
+                .filter(|o| o.status == Match::Differs && !o.known)
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// A contradiction whose every contradicting cell is a known difference.
+    pub fn is_known_contradiction(&self) -> bool {
+        matches!(self, Verdict::Contradicted { .. }) && self.unwaived().is_empty()
     }
 
     /// One line for people: the verdict and its evidence, the first few observations.
@@ -175,6 +192,10 @@ pub struct Observation {
     pub observed: String,
     pub expected: String,
     pub status: Match,
+    /// For a cell that contradicts the claim: whether the claim's `expected_difference` names
+    /// it (a known difference, reported as such, failing no nightly run).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub known: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -389,7 +410,7 @@ pub fn judge(claim: &Claim, kernel: &KernelResult) -> Verdict {
     };
     let measured = match kernel.not_judgeable() {
         Some(why) => Verdict::NotMeasured { why },
-        None => measure(tests, kernel),
+        None => measure(tests, claim.expected_difference.as_ref(), kernel),
     };
     let version = kernel_version(kernel);
     match claim.scope.covers_linux(version.as_ref()) {
@@ -416,12 +437,14 @@ pub fn judge(claim: &Claim, kernel: &KernelResult) -> Verdict {
 }
 
 /// The measurement part of a verdict, as if the claim were in scope.
-fn measure(tests: &[Test], kernel: &KernelResult) -> Verdict {
+fn measure(tests: &[Test], waiver: Option<&Waiver>, kernel: &KernelResult) -> Verdict {
     let mut observations = Vec::new();
     for test in tests {
         let alpha_tests = test.resolved.len();
         for id in &test.resolved {
-            observations.push(observe(test, id, kernel, alpha_tests));
+            let mut o = observe(test, id, kernel, alpha_tests);
+            o.known = o.status == Match::Differs && waiver.is_some_and(|w| w.covers(id));
+            observations.push(o);
         }
     }
     let expected = {
@@ -488,6 +511,7 @@ fn observe(test: &Test, id: &str, kernel: &KernelResult, tests_in_claim: usize) 
         },
     };
     Observation {
+        known: false,
         experiment: id.to_owned(),
         fact: test.fact.clone(),
         observed,
@@ -761,22 +785,18 @@ fn compare(
             }
             (Err(why), _) | (_, Err(why)) => missing(why),
         },
-        Expect::Flat { max_ratio } => match record.facts.get(fact) {
+        Expect::Flat { max_ratio } => cost_growth(record, fact, |r| r <= *max_ratio),
+        Expect::Grows { min_ratio } => cost_growth(record, fact, |r| r >= *min_ratio),
+        Expect::Within { min, max } => match record.facts.get(fact) {
+            Some(Fact::Numbers(ns)) if ns.is_empty() => missing(format!("`{fact}` is empty")),
             Some(Fact::Numbers(ns)) => {
-                let sizes = match record.facts.get("sizes") {
-                    Some(Fact::Counts(s)) => format!("{s:?}"),
-                    _ => "?".into(),
-                };
-                match stats::growth_over_first(ns) {
-                    None => missing(format!("ns per flow {ns:?} has no baseline")),
-                    Some(ratio) => (
-                        format!(
-                            "ns per flow {:?} for group sizes {sizes}: largest/first {ratio:.2}",
-                            ns.iter().map(|n| n.round() as i64).collect::<Vec<_>>()
-                        ),
-                        verdict_of(ratio <= *max_ratio),
-                    ),
-                }
+                let ok = ns.iter().all(|n| n >= min && n <= max);
+                let shown = ns
+                    .iter()
+                    .map(|n| format!("{}", n.round() as i64))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                (shown, verdict_of(ok))
             }
             Some(_) => missing(format!("fact `{fact}` is not a list of numbers")),
             None => missing(absent(record, fact)),
@@ -805,6 +825,36 @@ fn compare(
                 }
             }
         }
+    }
+}
+
+/// How the cost per flow at the largest group compares with a group of one, judged by `ok`.
+/// A cost experiment that built fewer than two group sizes shows no growth either way: it is
+/// not measured, never "flat".
+fn cost_growth(record: &ExperimentRecord, fact: &str, ok: impl Fn(f64) -> bool) -> (String, Match) {
+    match record.facts.get(fact) {
+        Some(Fact::Numbers(ns)) if ns.len() < 2 => missing(format!(
+            "only {} group size(s) could be built, so there is no growth to judge",
+            ns.len()
+        )),
+        Some(Fact::Numbers(ns)) => {
+            let sizes = match record.facts.get("sizes") {
+                Some(Fact::Counts(s)) => format!("{s:?}"),
+                _ => "?".into(),
+            };
+            match stats::growth_over_first(ns) {
+                None => missing(format!("ns per flow {ns:?} has no baseline")),
+                Some(ratio) => (
+                    format!(
+                        "ns per flow {:?} for group sizes {sizes}: largest/first {ratio:.2}",
+                        ns.iter().map(|n| n.round() as i64).collect::<Vec<_>>()
+                    ),
+                    verdict_of(ok(ratio)),
+                ),
+            }
+        }
+        Some(_) => missing(format!("fact `{fact}` is not a list of numbers")),
+        None => missing(absent(record, fact)),
     }
 }
 
@@ -848,6 +898,7 @@ mod tests {
             changes_at: None,
             note: None,
             expected_difference: None,
+            fixed: Default::default(),
             check: Check::Measured(vec![on("options.so_reuseport")]),
         }
     }
@@ -901,6 +952,45 @@ mod tests {
             let release = Version::parse_prefix(host.release().unwrap()).unwrap();
             assert_eq!(kernel_version(host), Some(release));
         }
+    }
+
+    /// A waiver excuses the cells it names and no other: a contradicting cell outside it is what
+    /// fails a nightly run, named; with every contradicting cell named, the contradiction is known.
+    #[test]
+    fn a_waiver_excuses_only_the_cells_it_names() {
+        let results = fixtures::results();
+        let kernel = results
+            .iter()
+            .find(|k| k.kernel == "deb-6.1")
+            .expect("the deb-6.1 recording");
+        let cells = [
+            "bind.tcp.v4lo+v4lo.listening.a-none.b-none.same-uid",
+            "bind.tcp.v4lo+v4lo.listening.a-none.b-none.other-uid",
+        ];
+        let mut c = claim(Scope::Any);
+        c.check = Check::Measured(vec![Test {
+            experiments: cells.iter().map(|s| s.to_string()).collect(),
+            fact: "b_bind".into(),
+            expect: Expect::Outcome("ok".into()),
+            resolved: cells.iter().map(|s| s.to_string()).collect(),
+        }]);
+        c.expected_difference = Some(Waiver {
+            why: "two listeners never share an address".into(),
+            cells: vec!["*.same-uid".into()],
+        });
+        let v = judge(&c, kernel);
+        assert_eq!(v.label(), "contradicted");
+        let unwaived: Vec<&str> = v.unwaived().iter().map(|o| o.experiment.as_str()).collect();
+        assert_eq!(unwaived, [cells[1]]);
+        assert!(!v.is_known_contradiction());
+
+        c.expected_difference = Some(Waiver {
+            why: "two listeners never share an address".into(),
+            cells: vec!["bind.tcp.v4lo+v4lo.listening.a-none.b-none.*".into()],
+        });
+        let v = judge(&c, kernel);
+        assert!(v.unwaived().is_empty());
+        assert!(v.is_known_contradiction());
     }
 
     #[test]

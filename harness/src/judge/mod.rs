@@ -3,6 +3,8 @@
 //! catalogue's dimensions by `describe`), differences between two result sets (`diff`), and what
 //! they compare (`signature`, `stats`). It reads results and claims; it never boots anything.
 
+#[cfg(test)]
+mod accounting;
 pub mod changes;
 pub mod claims;
 pub mod describe;

@@ -222,8 +222,9 @@ fn contradictions(o: &mut String, evaluation: &Evaluation) {
             if let Some(known) = &c.expected_difference {
                 let _ = write!(
                     o,
-                    "<div class=\"muted\">Known difference: {}</div>",
-                    h(known)
+                    "<div class=\"muted\">Known difference ({}): {}</div>",
+                    h(&known.cells.join(", ")),
+                    h(&known.why)
                 );
             }
             let mut seen: Vec<(String, Vec<&str>)> = Vec::new();
@@ -332,8 +333,9 @@ fn matrix(o: &mut String, evaluation: &Evaluation) {
             if let Some(known) = &c.expected_difference {
                 let _ = write!(
                     o,
-                    "<div class=\"note\">Known difference: {}</div>",
-                    h(known)
+                    "<div class=\"note\">Known difference ({}): {}</div>",
+                    h(&known.cells.join(", ")),
+                    h(&known.why)
                 );
             }
             match &c.check {
@@ -373,11 +375,11 @@ fn matrix(o: &mut String, evaluation: &Evaluation) {
                             h(reason)
                         );
                     }
-                    (None, Verdict::Contradicted { .. }) if c.expected_difference.is_some() => {
+                    (None, v) if v.is_known_contradiction() => {
                         let _ = write!(
                             o,
                             "<td class=\"v contradicted known\" title=\"known difference: {}. {}\">✗ known</td>",
-                            h(c.expected_difference.as_deref().unwrap_or_default()),
+                            h(c.expected_difference.as_ref().map_or("", |w| w.why.as_str())),
                             h(&v.summary())
                         );
                     }

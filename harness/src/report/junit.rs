@@ -27,11 +27,7 @@ pub fn render(evaluation: &Evaluation) -> String {
             .iter()
             .filter(|r| {
                 kernel.environment_fault.is_none()
-                    && is_skipped(
-                        &r.verdicts[i],
-                        r.claim.expected_difference.is_some(),
-                        kernel.unavailable.is_some(),
-                    )
+                    && is_skipped(&r.verdicts[i], kernel.unavailable.is_some())
             })
             .count();
         let _ = writeln!(
@@ -64,8 +60,12 @@ pub fn render(evaluation: &Evaluation) -> String {
                     );
                 }
                 (None, Verdict::Holds { .. }) => {}
-                (None, Verdict::Contradicted { .. }) if row.claim.expected_difference.is_some() => {
-                    let reason = row.claim.expected_difference.as_deref().unwrap_or_default();
+                (None, v) if v.is_known_contradiction() => {
+                    let reason = row
+                        .claim
+                        .expected_difference
+                        .as_ref()
+                        .map_or("", |w| w.why.as_str());
                     let _ = write!(
                         out,
                         "<skipped message=\"contradicted, an expected difference: {}. {}\"/>",
@@ -103,19 +103,20 @@ fn failures(evaluation: &Evaluation, column: usize) -> usize {
     evaluation
         .rows
         .iter()
-        .filter(|r| fails(&r.verdicts[column], r.claim.expected_difference.is_some()))
+        .filter(|r| fails(&r.verdicts[column]))
         .count()
 }
 
-fn fails(verdict: &Verdict, expected_difference: bool) -> bool {
+/// A contradiction fails unless every contradicting cell is a known difference; an unstable
+/// verdict fails.
+fn fails(verdict: &Verdict) -> bool {
     match verdict {
-        Verdict::Contradicted { .. } => !expected_difference,
+        Verdict::Contradicted { .. } => !verdict.is_known_contradiction(),
         Verdict::Unstable { .. } => true,
         _ => false,
     }
 }
 
-fn is_skipped(verdict: &Verdict, expected_difference: bool, unavailable: bool) -> bool {
-    unavailable
-        || !(matches!(verdict, Verdict::Holds { .. }) || fails(verdict, expected_difference))
+fn is_skipped(verdict: &Verdict, unavailable: bool) -> bool {
+    unavailable || !(matches!(verdict, Verdict::Holds { .. }) || fails(verdict))
 }

@@ -151,7 +151,14 @@ pub fn render(
          and Linux disagrees with {} claims made for other systems or versions. Each is listed under *Contradictions* \
          with the measured fact. Between the kernels, **{} behaviour changes no document claims** (see *What changed*).\n",
         contradicted.len(),
-        contradicted.iter().filter(|r| r.claim.expected_difference.is_some()).count(),
+        contradicted
+            .iter()
+            .filter(|r| {
+                r.verdicts
+                    .iter()
+                    .all(|v| !matches!(v, Verdict::Contradicted { .. }) || v.is_known_contradiction())
+            })
+            .count(),
         disagrees.len(),
         changes.changes.iter().filter(|c| c.claimed_by.is_empty()).count()
     );
@@ -180,9 +187,7 @@ pub fn render(
                 Some(_) if !matches!(v, Verdict::Untested { .. }) => {
                     let _ = write!(w, " unavailable |");
                 }
-                _ if row.claim.expected_difference.is_some()
-                    && matches!(v, Verdict::Contradicted { .. }) =>
-                {
+                _ if v.is_known_contradiction() => {
                     let _ = write!(w, " ❌ contradicted (known) |");
                 }
                 _ => {
@@ -219,7 +224,17 @@ pub fn render(
                 let _ = writeln!(w, "  - *reading:* {}", md(note));
             }
             if let Some(known) = &row.claim.expected_difference {
-                let _ = writeln!(w, "  - *known difference:* {}", md(known));
+                let _ = writeln!(
+                    w,
+                    "  - *known difference* ({}): {}",
+                    known
+                        .cells
+                        .iter()
+                        .map(|c| format!("`{c}`"))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    md(&known.why)
+                );
             }
             // One line per distinct verdict text, naming the kernels it applies to.
             let mut seen: Vec<(String, Vec<&str>)> = Vec::new();

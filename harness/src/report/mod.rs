@@ -387,11 +387,10 @@ mod tests {
         let expected: usize = evaluation
             .rows
             .iter()
-            .filter(|r| r.claim.expected_difference.is_some())
             .map(|r| {
                 r.verdicts
                     .iter()
-                    .filter(|v| matches!(v, Verdict::Contradicted { .. }))
+                    .filter(|v| v.is_known_contradiction())
                     .count()
             })
             .sum();
