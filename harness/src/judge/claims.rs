@@ -225,12 +225,37 @@ pub struct Waiver {
     /// The cells it excuses: ids or globs (`*` any run of characters), each matching cells the
     /// claim's tests read.
     pub cells: Vec<String>,
+    /// The kernels it excuses them on (`<4.7`, `>=3.9,<5.10`), for a difference that came with a
+    /// version or went with one: the same cell contradicted on a kernel outside the range fails.
+    /// Default: every kernel. A kernel whose version is unknown is outside any bounded range.
+    #[serde(default)]
+    pub on: Option<VersionRange>,
 }
 
 impl Waiver {
-    /// Whether the waiver names `experiment`.
-    pub fn covers(&self, experiment: &str) -> bool {
-        self.cells.iter().any(|p| wire::glob_matches(p, experiment))
+    /// Whether the waiver names `experiment` on a kernel of `version`.
+    pub fn covers(&self, experiment: &str, version: Option<&Version>) -> bool {
+        let on_kernel = match (&self.on, version) {
+            (None, _) => true,
+            (Some(range), _) if range.bounds.is_empty() => true,
+            (Some(range), Some(v)) => range.contains(v),
+            (Some(_), None) => false,
+        };
+        on_kernel && self.cells.iter().any(|p| wire::glob_matches(p, experiment))
+    }
+
+    /// Where it applies, for people: `` `cell`, `cell` on Linux <4.7 ``.
+    pub fn applies_to(&self) -> String {
+        let cells = self
+            .cells
+            .iter()
+            .map(|c| format!("`{c}`"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        match &self.on {
+            Some(range) if !range.bounds.is_empty() => format!("{cells} on Linux {range}"),
+            _ => cells,
+        }
     }
 }
 

@@ -410,7 +410,12 @@ pub fn judge(claim: &Claim, kernel: &KernelResult) -> Verdict {
     };
     let measured = match kernel.not_judgeable() {
         Some(why) => Verdict::NotMeasured { why },
-        None => measure(tests, claim.expected_difference.as_ref(), kernel),
+        None => measure(
+            tests,
+            claim.expected_difference.as_ref(),
+            kernel_version(kernel).as_ref(),
+            kernel,
+        ),
     };
     let version = kernel_version(kernel);
     match claim.scope.covers_linux(version.as_ref()) {
@@ -437,13 +442,18 @@ pub fn judge(claim: &Claim, kernel: &KernelResult) -> Verdict {
 }
 
 /// The measurement part of a verdict, as if the claim were in scope.
-fn measure(tests: &[Test], waiver: Option<&Waiver>, kernel: &KernelResult) -> Verdict {
+fn measure(
+    tests: &[Test],
+    waiver: Option<&Waiver>,
+    version: Option<&Version>,
+    kernel: &KernelResult,
+) -> Verdict {
     let mut observations = Vec::new();
     for test in tests {
         let alpha_tests = test.resolved.len();
         for id in &test.resolved {
             let mut o = observe(test, id, kernel, alpha_tests);
-            o.known = o.status == Match::Differs && waiver.is_some_and(|w| w.covers(id));
+            o.known = o.status == Match::Differs && waiver.is_some_and(|w| w.covers(id, version));
             observations.push(o);
         }
     }
@@ -977,6 +987,7 @@ mod tests {
         c.expected_difference = Some(Waiver {
             why: "two listeners never share an address".into(),
             cells: vec!["*.same-uid".into()],
+            on: None,
         });
         let v = judge(&c, kernel);
         assert_eq!(v.label(), "contradicted");
@@ -987,10 +998,20 @@ mod tests {
         c.expected_difference = Some(Waiver {
             why: "two listeners never share an address".into(),
             cells: vec!["bind.tcp.v4lo+v4lo.listening.a-none.b-none.*".into()],
+            on: None,
         });
         let v = judge(&c, kernel);
         assert!(v.unwaived().is_empty());
         assert!(v.is_known_contradiction());
+
+        // Bounded to kernels before 6.1, it excuses nothing on 6.1.
+        c.expected_difference.as_mut().unwrap().on =
+            Some(VersionRange::try_from("<6.1".to_string()).unwrap());
+        let v = judge(&c, kernel);
+        assert_eq!(v.unwaived().len(), 2);
+        c.expected_difference.as_mut().unwrap().on =
+            Some(VersionRange::try_from(">=6.1,<6.2".to_string()).unwrap());
+        assert!(judge(&c, kernel).is_known_contradiction());
     }
 
     #[test]

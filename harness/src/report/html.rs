@@ -223,7 +223,7 @@ fn contradictions(o: &mut String, evaluation: &Evaluation) {
                 let _ = write!(
                     o,
                     "<div class=\"muted\">Known difference ({}): {}</div>",
-                    h(&known.cells.join(", ")),
+                    h(&known.applies_to().replace('`', "")),
                     h(&known.why)
                 );
             }
@@ -334,7 +334,7 @@ fn matrix(o: &mut String, evaluation: &Evaluation) {
                 let _ = write!(
                     o,
                     "<div class=\"note\">Known difference ({}): {}</div>",
-                    h(&known.cells.join(", ")),
+                    h(&known.applies_to().replace('`', "")),
                     h(&known.why)
                 );
             }

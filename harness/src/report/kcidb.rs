@@ -377,9 +377,13 @@ pub fn numbers(name: &str, fact: &Fact) -> Vec<(String, Value)> {
 /// Loads the results the tests read (used by the unit tests below).
 #[cfg(test)]
 fn fixture(kernel: &str) -> KernelResult {
-    let path = crate::obtain::guest_binary::workspace_root()
-        .join("harness/tests/fixtures/results")
-        .join(format!("{kernel}.json"));
+    let dir = crate::obtain::guest_binary::workspace_root().join("harness/tests/fixtures/results");
+    let compressed = dir.join(format!("{kernel}.json.xz"));
+    let path = if compressed.exists() {
+        compressed
+    } else {
+        dir.join(format!("{kernel}.json"))
+    };
     crate::results::load(&path).unwrap_or_else(|e| panic!("{}: {e:#}", path.display()))
 }
 

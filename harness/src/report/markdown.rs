@@ -227,12 +227,7 @@ pub fn render(
                 let _ = writeln!(
                     w,
                     "  - *known difference* ({}): {}",
-                    known
-                        .cells
-                        .iter()
-                        .map(|c| format!("`{c}`"))
-                        .collect::<Vec<_>>()
-                        .join(", "),
+                    known.applies_to(),
                     md(&known.why)
                 );
             }
