@@ -123,6 +123,142 @@ pub fn bind(sock: &Socket, ip: IpAddr, port: u16) -> io::Result<()> {
     sock.bind(&SockAddr::from(SocketAddr::new(ip, port)))
 }
 
+/// What a socket made in another process answered: its reuse options, its bind and, when asked
+/// for, its listen (`ok` or an errno name each; `skipped` for what was not tried).
+pub struct ChildBind {
+    pub flags: String,
+    pub bind: String,
+    pub listen: Option<String>,
+}
+
+/// Creates a socket in a forked child (same effective UID), sets `flags`, binds `ip:port` and,
+/// when `listen`, listens; then the child exits and its socket with it. The child makes raw
+/// system calls only and allocates nothing: the guest may have other threads, and memory locks
+/// one of them held at the fork would never be released in the child. `Err` when the child could
+/// not be run or did not report.
+pub fn bind_in_child(
+    transport: Transport,
+    ip: IpAddr,
+    v6only: bool,
+    flags: ReuseFlags,
+    port: u16,
+    listen: bool,
+) -> Result<ChildBind, String> {
+    use std::os::fd::AsRawFd;
+    // Everything the child needs is prepared before the fork.
+    let addr = SockAddr::from(SocketAddr::new(ip, port));
+    let domain = if ip.is_ipv6() {
+        libc::AF_INET6
+    } else {
+        libc::AF_INET
+    };
+    let kind = match transport {
+        Transport::Tcp => libc::SOCK_STREAM,
+        Transport::Udp => libc::SOCK_DGRAM,
+    };
+    let (reader, writer) = nix::unistd::pipe().map_err(|e| format!("pipe = {e}"))?;
+    // SAFETY: the child only makes async-signal-safe system calls on prepared data and _exits.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(format!(
+            "fork = {}",
+            errno_name(&io::Error::last_os_error())
+        ));
+    }
+    if pid == 0 {
+        // 0 = not tried, -1 = ok, otherwise the errno: options, bind, listen.
+        let mut report = [0i32; 3];
+        // SAFETY: raw system calls on values prepared before the fork; no allocation.
+        unsafe {
+            let errno = || *libc::__errno_location();
+            let fd = libc::socket(domain, kind, 0);
+            if fd >= 0 {
+                let one: libc::c_int = 1;
+                let set = |name| {
+                    libc::setsockopt(
+                        fd,
+                        libc::SOL_SOCKET,
+                        name,
+                        &one as *const libc::c_int as *const libc::c_void,
+                        std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                    )
+                };
+                if domain == libc::AF_INET6 {
+                    let only: libc::c_int = v6only.into();
+                    libc::setsockopt(
+                        fd,
+                        libc::IPPROTO_IPV6,
+                        libc::IPV6_V6ONLY,
+                        &only as *const libc::c_int as *const libc::c_void,
+                        std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                    );
+                }
+                if flags.reuse_addr && report[0] <= 0 {
+                    report[0] = if set(libc::SO_REUSEADDR) == 0 {
+                        -1
+                    } else {
+                        errno()
+                    };
+                }
+                if flags.reuse_port && report[0] <= 0 {
+                    report[0] = if set(libc::SO_REUSEPORT) == 0 {
+                        -1
+                    } else {
+                        errno()
+                    };
+                }
+                report[1] = if libc::bind(fd, addr.as_ptr(), addr.len()) == 0 {
+                    -1
+                } else {
+                    errno()
+                };
+                if listen && report[1] == -1 {
+                    report[2] = if libc::listen(fd, 16) == 0 {
+                        -1
+                    } else {
+                        errno()
+                    };
+                }
+            } else {
+                report[1] = errno();
+            }
+            libc::write(
+                writer.as_raw_fd(),
+                report.as_ptr() as *const libc::c_void,
+                std::mem::size_of_val(&report),
+            );
+            libc::_exit(0);
+        }
+    }
+    drop(writer);
+    let mut bytes = [0u8; 12];
+    let read = nix::unistd::read(reader.as_raw_fd(), &mut bytes);
+    let mut status = 0;
+    // SAFETY: waits for the child just forked.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    if read != Ok(12) {
+        return Err(format!("the child for B did not report ({read:?})"));
+    }
+    let code = |i: usize| {
+        i32::from_ne_bytes([
+            bytes[4 * i],
+            bytes[4 * i + 1],
+            bytes[4 * i + 2],
+            bytes[4 * i + 3],
+        ])
+    };
+    let name = |c: i32| match c {
+        0 => "skipped".to_string(),
+        -1 => "ok".to_string(),
+        c => errno_name(&io::Error::from_raw_os_error(c)),
+    };
+    Ok(ChildBind {
+        flags: name(code(0)),
+        bind: name(code(1)),
+        listen: listen.then(|| name(code(2))),
+    })
+}
+
 /// Runs `f` with the effective UID switched to `uid` (and back). Sockets created inside belong to
 /// that user, which is what SO_REUSEPORT's same-user rule looks at.
 pub fn as_euid<T>(uid: Option<u32>, f: impl FnOnce() -> T) -> Result<T, String> {

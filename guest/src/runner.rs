@@ -108,7 +108,11 @@ fn tolerates_company(e: &Experiment) -> bool {
         | Family::Multicast
         | Family::Lookup
         | Family::Autobind => true,
-        Family::Distribution | Family::Steering | Family::LookupCost | Family::SelfTest => false,
+        Family::Distribution
+        | Family::Steering
+        | Family::LookupCost
+        | Family::Numbering
+        | Family::SelfTest => false,
     }
 }
 

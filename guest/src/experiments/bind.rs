@@ -97,6 +97,16 @@ fn once(cell: &BindCell, lab: &Lab, facts: &mut Facts) -> Result<(), String> {
         drop(a);
     }
 
+    if cell.uid == Uid::SameOtherProcess {
+        let listen = cell.transport == Transport::Tcp;
+        let b = net::bind_in_child(cell.transport, b_ip, b_v6only, cell.b_flags, b_port, listen)?;
+        facts.outcome("b_flags", b.flags);
+        facts.outcome("b_bind", b.bind.clone());
+        if let Some(listened) = b.listen.filter(|_| b.bind == "ok") {
+            facts.outcome("b_listen", listened);
+        }
+        return Ok(());
+    }
     let uid = (cell.uid == Uid::Different).then_some(OTHER_UID);
     let b = net::as_euid(
         uid,

@@ -25,7 +25,7 @@ use super::Facts;
 use crate::net::{self, errno_name, outcome, sockopt};
 
 /// Listen backlog of TCP members (the kernel caps it at somaxconn).
-const BACKLOG: i32 = 1024;
+pub const BACKLOG: i32 = 1024;
 
 /// How long one batch of flows may take to arrive. Loopback delivers inside the sender's system
 /// call, so this only matters when the kernel defers work to ksoftirqd or really drops a flow.
@@ -213,6 +213,22 @@ impl Group {
         Ok(joined)
     }
 
+    /// A group of sockets the caller set up (SO_REUSEPORT, bind, listen in an order of its own),
+    /// labelled by their position in `members`.
+    pub fn adopt(transport: Transport, place: Place, port: u16, members: Vec<Socket>) -> Group {
+        Group {
+            transport,
+            place,
+            port,
+            members: members.into_iter().map(Some).collect(),
+        }
+    }
+
+    /// Member `label`'s socket, when it is still open.
+    pub fn member(&self, label: usize) -> Option<&Socket> {
+        self.members.get(label).and_then(Option::as_ref)
+    }
+
     /// Closes member `index` (its label stays taken).
     pub fn close(&mut self, index: usize) {
         if let Some(slot) = self.members.get_mut(index) {
@@ -354,7 +370,7 @@ impl Sources {
 
 /// A socket of `ip`'s family created with SOCK_NONBLOCK (Linux 2.6.27), IPV6_V6ONLY as `v6only`
 /// says for IPv6: members and clients never block, and creating them costs one system call less.
-fn nonblocking_socket(transport: Transport, ip: &IpAddr, v6only: bool) -> io::Result<Socket> {
+pub fn nonblocking_socket(transport: Transport, ip: &IpAddr, v6only: bool) -> io::Result<Socket> {
     let sock = Socket::new(
         net::domain_of(ip),
         net::sock_type(transport).nonblocking(),

@@ -9,6 +9,7 @@ mod distribution;
 mod group;
 mod lookup;
 mod multicast;
+mod numbering;
 mod options;
 mod selftest;
 mod steering;
@@ -231,6 +232,7 @@ fn by_family(experiment: &Experiment, lab: &Lab) -> Measured {
         Experiment::Steering(cell) => steering::run(cell, lab),
         Experiment::LookupCost(cell) => cost::run(cell, lab),
         Experiment::Autobind(cell) => autobind::run(cell, lab),
+        Experiment::Numbering(cell) => numbering::run(cell, lab),
         Experiment::SelfTest(test) => selftest::run(*test, lab),
     }
 }

@@ -716,6 +716,36 @@ pub fn fact_kind(experiment: &Experiment, fact: &str) -> Result<FactKind, String
             ],
             vec!["A".into()],
         ),
+        Experiment::Numbering(_) => (
+            &[
+                ("reuseport", Outcomes),
+                ("bind", Outcomes),
+                ("listen", Outcomes),
+                ("attach", Outcomes),
+                ("join", Outcomes),
+                ("index0", Receivers),
+                ("index1", Receivers),
+                ("index2", Receivers),
+                ("index3", Receivers),
+                ("after0", Receivers),
+                ("after1", Receivers),
+                ("after2", Receivers),
+                ("after3", Receivers),
+                ("valid", Receivers),
+                ("index_n", Receivers),
+                ("index_max", Receivers),
+                ("counts_n", Counts),
+                ("counts_max", Counts),
+                ("before_join", Receivers),
+                ("after_join", Receivers),
+                ("step1", Receivers),
+                ("step2", Receivers),
+                ("step3", Receivers),
+            ],
+            (0..wire::catalogue::NumberingCell::MEMBERS)
+                .map(|i| format!("m{i}"))
+                .collect(),
+        ),
         Experiment::SelfTest(_) => (&[], vec![]),
     };
     for (name, kind) in table {

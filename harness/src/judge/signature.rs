@@ -171,7 +171,7 @@ pub fn signature(record: &ExperimentRecord) -> Signature {
             }
             // In the group families an outcome list holds one value per member (SO_REUSEPORT,
             // bind, listen as the group was built), not repetitions: the list is the value.
-            Fact::Outcomes(values) if matches!(family, "dist" | "steer" | "cost") => {
+            Fact::Outcomes(values) if matches!(family, "dist" | "steer" | "cost" | "numbering") => {
                 let mut distinct: Vec<&str> = Vec::new();
                 for v in values {
                     if !distinct.contains(&v.as_str()) {
@@ -200,6 +200,7 @@ pub fn signature(record: &ExperimentRecord) -> Signature {
         "dist" => distribution_aspects(record, &mut s),
         "steer" => steering_aspects(record, &mut s),
         "cost" => cost_aspects(record, &mut s),
+        "numbering" => numbering_aspects(record, &mut s),
         "mcast" => {
             for (name, fact) in &record.facts {
                 if let (Some(_), Fact::Counts(c)) = (name.strip_prefix("datagrams."), fact) {
@@ -296,14 +297,32 @@ fn distribution_aspects(record: &ExperimentRecord, s: &mut Signature) {
     }
 }
 
+/// A numbering experiment's fixed-index readings are deterministic member labels (compared as
+/// outcomes, above); where a fallback spreads flows by hash, only the spread is compared.
+fn numbering_aspects(record: &ExperimentRecord, s: &mut Signature) {
+    for (name, fact) in &record.facts {
+        match (name.as_str(), fact) {
+            (_, Fact::Counts(counts)) => uniformity_as(name, counts, s),
+            ("lost", Fact::Count(lost)) => {
+                s.firm("lost", if *lost == 0 { "none lost" } else { "some lost" })
+            }
+            _ => {}
+        }
+    }
+}
+
 fn uniformity(counts: &[u64], s: &mut Signature) {
+    uniformity_as("spread", counts, s)
+}
+
+fn uniformity_as(aspect: &str, counts: &[u64], s: &mut Signature) {
     match stats::chi_square_uniform(counts) {
-        None => s.firm("spread", "nothing to test"),
-        Some(t) if t.p_value >= EVEN_P => s.firm("spread", "even"),
+        None => s.firm(aspect, "nothing to test"),
+        Some(t) if t.p_value >= EVEN_P => s.firm(aspect, "even"),
         Some(t) if t.p_value < UNEVEN_P => {
             let idle = counts.iter().filter(|&&c| c == 0).count();
             s.firm(
-                "spread",
+                aspect,
                 if idle > 0 {
                     "uneven, some members idle"
                 } else {
@@ -311,7 +330,7 @@ fn uniformity(counts: &[u64], s: &mut Signature) {
                 },
             );
         }
-        Some(_) => s.soft("spread", "borderline"),
+        Some(_) => s.soft(aspect, "borderline"),
     }
 }
 

@@ -11,9 +11,10 @@
 //! Cells whose A is connected also record `a_local` (Outcomes: A's own address after its connect,
 //! as getsockname() shows it: does a wildcard bind stay a wildcard?).
 //!
-//! Two smaller sets vary what the main matrix keeps fixed: `.other-port` cells (no option on
-//! either socket) bind B to the port after A's, and `.late` cells set A's options after A's bind
-//! (before its listen or connect) instead of before it.
+//! Three smaller sets vary what the main matrix keeps fixed: `.other-port` cells (no option on
+//! either socket) bind B to the port after A's, `.late` cells set A's options after A's bind
+//! (before its listen or connect) instead of before it, and `other-process` cells (in the place of
+//! `same-uid`/`other-uid`) create and bind B in a child process with A's effective UID.
 
 use serde::{Deserialize, Serialize};
 
@@ -191,13 +192,21 @@ impl BindCell {
 
     pub(super) fn describe(&self) -> String {
         format!(
-            "{}: A binds {} with {}{} and is {}; B ({} euid) binds {} with {} on {}; record B's bind",
+            "{}: A binds {} with {}{} and is {}; B ({}) binds {} with {} on {}; record B's bind",
             self.transport.token().to_uppercase(),
             self.a.text(),
             self.a_flags.describe(),
-            if self.late { " (set after its bind)" } else { "" },
+            if self.late {
+                " (set after its bind)"
+            } else {
+                ""
+            },
             self.first.token(),
-            if self.uid == Uid::Same { "same" } else { "another" },
+            match self.uid {
+                Uid::Same => "same euid",
+                Uid::Different => "another euid",
+                Uid::SameOtherProcess => "same euid, another process",
+            },
             self.b.text(),
             self.b_flags.describe(),
             match self.port {
@@ -293,6 +302,30 @@ pub(super) fn all() -> Vec<BindCell> {
                         false,
                     ));
                 }
+            }
+        }
+    }
+    // B in another process of the same user: the SO_REUSEPORT rule is about effective UIDs.
+    for (transport, first) in [
+        (Transport::Tcp, FirstState::Bound),
+        (Transport::Tcp, FirstState::Listening),
+        (Transport::Udp, FirstState::Bound),
+    ] {
+        for pair in [
+            (BindAddr::V4Lo, BindAddr::V4Lo),
+            (BindAddr::V6Lo, BindAddr::V6Lo),
+        ] {
+            for flags in [ReuseFlags::PORT, ReuseFlags::BOTH] {
+                cells.push(cell(
+                    transport,
+                    pair,
+                    first,
+                    flags,
+                    flags,
+                    Uid::SameOtherProcess,
+                    BindPort::Same,
+                    false,
+                ));
             }
         }
     }

@@ -184,6 +184,11 @@ impl Experiment {
                 ),
             ],
             Experiment::LookupCost(c) => vec![transport(c.transport)],
+            Experiment::Numbering(c) => vec![
+                transport(c.transport),
+                family(c.family),
+                plain("kind", c.kind.token(), c.kind.what()),
+            ],
             Experiment::Autobind(c) => vec![
                 transport(c.transport),
                 family(c.family),
@@ -258,6 +263,7 @@ fn bind(c: &BindCell) -> Vec<Dimension> {
             match c.uid {
                 Uid::Same => "B of the same user",
                 Uid::Different => "B of another user",
+                Uid::SameOtherProcess => "B of the same user in another process",
             },
         ),
         plain(
@@ -392,7 +398,7 @@ fn multicast(c: &MulticastCell) -> Vec<Dimension> {
             "uid",
             c.uid.token(),
             match c.uid {
-                Uid::Same => "all of one user",
+                Uid::Same | Uid::SameOtherProcess => "all of one user",
                 Uid::Different => "B of another user",
             },
         ),

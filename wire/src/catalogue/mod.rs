@@ -13,6 +13,7 @@ mod dimensions;
 mod distribution;
 mod lookup;
 mod multicast;
+mod numbering;
 mod options;
 mod selftest;
 mod time_wait;
@@ -25,6 +26,7 @@ pub use dimensions::{describe_values, Dimension};
 pub use distribution::{DistributionCell, GroupAddr, SteeringCell, SteeringKind, FLOWS_PER_MEMBER};
 pub use lookup::{display as display_addr, LookupCase, LookupScenario, LookupSocket, DOC6};
 pub use multicast::{MulticastBind, MulticastCell, MulticastFlags};
+pub use numbering::{NumberingCell, NumberingKind};
 pub use options::SockOpt;
 pub use selftest::SelfTest;
 pub use time_wait::{CloseMode, TimeWaitCell, TimeWaitSide};
@@ -114,8 +116,13 @@ impl ReuseFlags {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Uid {
+    /// The same process, the same effective UID.
     Same,
+    /// The same process with its effective UID switched to [`OTHER_UID`] for the second socket.
     Different,
+    /// The same effective UID, in another process (a child forked for the second socket): the
+    /// rule is about users, not processes.
+    SameOtherProcess,
 }
 
 impl Uid {
@@ -123,6 +130,7 @@ impl Uid {
         match self {
             Uid::Same => "same-uid",
             Uid::Different => "other-uid",
+            Uid::SameOtherProcess => "other-process",
         }
     }
 }
@@ -143,11 +151,12 @@ pub enum Family {
     Steering,
     LookupCost,
     Autobind,
+    Numbering,
     SelfTest,
 }
 
 impl Family {
-    pub const ALL: [Family; 11] = [
+    pub const ALL: [Family; 12] = [
         Family::Options,
         Family::Bind,
         Family::TimeWait,
@@ -158,6 +167,7 @@ impl Family {
         Family::Steering,
         Family::LookupCost,
         Family::Autobind,
+        Family::Numbering,
         Family::SelfTest,
     ];
 
@@ -174,6 +184,7 @@ impl Family {
             Family::Steering => "steer",
             Family::LookupCost => "cost",
             Family::Autobind => "autobind",
+            Family::Numbering => "numbering",
             Family::SelfTest => "selftest",
         }
     }
@@ -190,6 +201,7 @@ impl Family {
             Family::Steering => "Steering a reuseport group",
             Family::LookupCost => "Lookup cost against group size",
             Family::Autobind => "Automatic binding and port 0",
+            Family::Numbering => "How a reuseport group numbers its members",
             Family::SelfTest => "Guest self-tests (never in a default run)",
         }
     }
@@ -209,6 +221,7 @@ pub enum Experiment {
     Steering(SteeringCell),
     LookupCost(LookupCostCell),
     Autobind(AutobindCell),
+    Numbering(NumberingCell),
     SelfTest(SelfTest),
 }
 
@@ -225,6 +238,7 @@ impl Experiment {
             Experiment::Steering(_) => Family::Steering,
             Experiment::LookupCost(_) => Family::LookupCost,
             Experiment::Autobind(_) => Family::Autobind,
+            Experiment::Numbering(_) => Family::Numbering,
             Experiment::SelfTest(_) => Family::SelfTest,
         }
     }
@@ -241,6 +255,7 @@ impl Experiment {
             Experiment::Steering(c) => c.id_suffix(),
             Experiment::LookupCost(c) => c.id_suffix(),
             Experiment::Autobind(c) => c.id_suffix(),
+            Experiment::Numbering(c) => c.id_suffix(),
             Experiment::SelfTest(c) => c.id_suffix(),
         };
         format!("{}.{rest}", self.family().token())
@@ -259,6 +274,7 @@ impl Experiment {
             Experiment::Steering(c) => c.describe(),
             Experiment::LookupCost(c) => c.describe(),
             Experiment::Autobind(c) => c.describe(),
+            Experiment::Numbering(c) => c.describe(),
             Experiment::SelfTest(c) => c.describe(),
         }
     }
@@ -266,9 +282,10 @@ impl Experiment {
     /// The guest kills an experiment's worker after this long.
     pub fn budget_ms(&self) -> u64 {
         match self {
-            Experiment::Distribution(_) | Experiment::Steering(_) | Experiment::LookupCost(_) => {
-                30_000
-            }
+            Experiment::Distribution(_)
+            | Experiment::Steering(_)
+            | Experiment::LookupCost(_)
+            | Experiment::Numbering(_) => 30_000,
             Experiment::SelfTest(_) => 2_000,
             _ => 5_000,
         }
@@ -296,6 +313,7 @@ pub fn catalogue() -> Vec<Experiment> {
     );
     all.extend(cost::all().into_iter().map(Experiment::LookupCost));
     all.extend(autobind::all().into_iter().map(Experiment::Autobind));
+    all.extend(numbering::all().into_iter().map(Experiment::Numbering));
     all
 }
 

@@ -121,7 +121,7 @@ impl MulticastCell {
             },
             self.flags.token()
         ) + match self.uid {
-            super::Uid::Same => "",
+            super::Uid::Same | super::Uid::SameOtherProcess => "",
             super::Uid::Different => ".other-uid",
         }
     }
@@ -133,7 +133,7 @@ impl MulticastCell {
             a.describe(),
             b.describe(),
             match self.uid {
-                super::Uid::Same => "",
+                super::Uid::Same | super::Uid::SameOtherProcess => "",
                 super::Uid::Different => ", another user",
             },
             c.describe(),
