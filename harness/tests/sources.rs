@@ -22,5 +22,8 @@ fn the_rendered_man_pages_are_the_ones_of_record() {
         assert!(bytes.is_ascii(), "{file}: the rendering is ASCII only");
         checked += 1;
     }
-    assert_eq!(checked, 7, "seven pages: socket.7 ip.7 ipv6.7 tcp.7 udp.7 bind.2 connect.2");
+    assert_eq!(
+        checked, 7,
+        "seven pages: socket.7 ip.7 ipv6.7 tcp.7 udp.7 bind.2 connect.2"
+    );
 }

@@ -19,7 +19,8 @@ use wire::catalogue::{display_addr, Experiment};
 use crate::version::{Version, VersionRange};
 use crate::yaml::{self, Location, YamlError};
 
-/// The four documents the claims come from, by file name.
+/// The documents the claims come from, by their path under `docs/sources/`: four articles people
+/// read, and the seven Linux man pages that are the documentation of record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Document {
     #[serde(rename = "000_f525e833ba1f1436.txt")]
@@ -30,15 +31,49 @@ pub enum Document {
     Baeldung,
     #[serde(rename = "003_c882e691271ccdf3.txt")]
     LiangxuLinux,
+    #[serde(rename = "man/socket.7.txt")]
+    ManSocket,
+    #[serde(rename = "man/ip.7.txt")]
+    ManIp,
+    #[serde(rename = "man/ipv6.7.txt")]
+    ManIpv6,
+    #[serde(rename = "man/tcp.7.txt")]
+    ManTcp,
+    #[serde(rename = "man/udp.7.txt")]
+    ManUdp,
+    #[serde(rename = "man/bind.2.txt")]
+    ManBind,
+    #[serde(rename = "man/connect.2.txt")]
+    ManConnect,
 }
 
+/// The release of the man pages kept in `docs/sources/man/` (see the README there).
+pub const MAN_PAGES_RELEASE: &str = "man-pages 6.9.1, Debian manpages and manpages-dev 6.9.1-1";
+
 impl Document {
-    pub const ALL: [Document; 4] = [
+    /// The four articles.
+    pub const ARTICLES: [Document; 4] = [
         Document::UnixSocketFaq,
         Document::StackOverflowAnswer,
         Document::Baeldung,
         Document::LiangxuLinux,
     ];
+
+    /// The man pages, in the order of their sections' usual reading.
+    pub const MAN_PAGES: [Document; 7] = [
+        Document::ManSocket,
+        Document::ManIp,
+        Document::ManIpv6,
+        Document::ManTcp,
+        Document::ManUdp,
+        Document::ManBind,
+        Document::ManConnect,
+    ];
+
+    /// Every document: the articles, then the man pages.
+    pub fn all() -> impl Iterator<Item = Document> {
+        Document::ARTICLES.into_iter().chain(Document::MAN_PAGES)
+    }
 
     pub fn file_name(self) -> &'static str {
         match self {
@@ -46,6 +81,13 @@ impl Document {
             Document::StackOverflowAnswer => "001_9f39c556cc2a774e.txt",
             Document::Baeldung => "002_b21913d5ead863f6.txt",
             Document::LiangxuLinux => "003_c882e691271ccdf3.txt",
+            Document::ManSocket => "man/socket.7.txt",
+            Document::ManIp => "man/ip.7.txt",
+            Document::ManIpv6 => "man/ipv6.7.txt",
+            Document::ManTcp => "man/tcp.7.txt",
+            Document::ManUdp => "man/udp.7.txt",
+            Document::ManBind => "man/bind.2.txt",
+            Document::ManConnect => "man/connect.2.txt",
         }
     }
 
@@ -55,6 +97,48 @@ impl Document {
             Document::StackOverflowAnswer => "Stack Overflow answer: SO_REUSEADDR and SO_REUSEPORT",
             Document::Baeldung => "Baeldung: SO_REUSEADDR vs SO_REUSEPORT",
             Document::LiangxuLinux => "Liangxu Linux: when do they actually take effect",
+            Document::ManSocket => "socket(7)",
+            Document::ManIp => "ip(7)",
+            Document::ManIpv6 => "ipv6(7)",
+            Document::ManTcp => "tcp(7)",
+            Document::ManUdp => "udp(7)",
+            Document::ManBind => "bind(2)",
+            Document::ManConnect => "connect(2)",
+        }
+    }
+
+    /// The source the report groups it under.
+    pub fn source(self) -> Source {
+        if Document::MAN_PAGES.contains(&self) {
+            Source::ManPages
+        } else {
+            Source::Article(self)
+        }
+    }
+}
+
+/// What the report summarises and sections by: each article on its own, the man pages together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Source {
+    Article(Document),
+    ManPages,
+}
+
+impl Source {
+    /// The five sources: the four articles, then the man pages.
+    pub fn all() -> Vec<Source> {
+        Document::ARTICLES
+            .into_iter()
+            .map(Source::Article)
+            .chain([Source::ManPages])
+            .collect()
+    }
+
+    /// How the report names it: the article's file and title, or the man pages' release.
+    pub fn label(self) -> String {
+        match self {
+            Source::Article(doc) => format!("`{}` {}", doc.file_name(), doc.title()),
+            Source::ManPages => format!("Linux man pages ({MAN_PAGES_RELEASE})"),
         }
     }
 }
@@ -980,7 +1064,7 @@ claims:
     #[test]
     fn the_repository_claims_file_is_valid_and_covers_every_document() {
         let (_, claims) = repository_claims();
-        for doc in Document::ALL {
+        for doc in Document::ARTICLES {
             let measured = claims
                 .iter()
                 .filter(|c| c.doc == doc && !c.tests().is_empty())
@@ -1020,7 +1104,7 @@ claims:
             .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/sources"));
         let (_, claims) = repository_claims();
         let mut wrong = Vec::new();
-        for doc in Document::ALL {
+        for doc in Document::all() {
             let path = dir.join(doc.file_name());
             let text = std::fs::read_to_string(&path)
                 .unwrap_or_else(|e| panic!("reading {} (set SEEDS_DIR): {e}", path.display()));

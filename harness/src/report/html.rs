@@ -6,7 +6,7 @@
 use std::fmt::Write;
 
 use crate::judge::changes::{After, Changes};
-use crate::judge::claims::{Check, Document};
+use crate::judge::claims::{Check, Source};
 use crate::judge::evaluate::{Evaluation, Verdict};
 
 use super::what_changed::{self, Documents};
@@ -115,10 +115,10 @@ pub fn render(
     let _ = write!(
         o,
         "<header><h1>SO_REUSEADDR and SO_REUSEPORT: the documents against real kernels</h1>\
-         <p>{} claims from {} documents, judged on {} kernels from raw measurements. A missing measurement is never a pass; \
+         <p>{} claims from {} sources, judged on {} kernels from raw measurements. A missing measurement is never a pass; \
          an outcome that differs between repetitions is unstable; a claim for another system or version still shows whether the kernel agrees.</p>",
         evaluation.rows.len(),
-        Document::ALL.len(),
+        Source::all().len(),
         evaluation.kernels.len()
     );
     o.push_str("</header><main>");
@@ -311,14 +311,17 @@ fn matrix(o: &mut String, evaluation: &Evaluation) {
     }
     o.push_str("</tr></thead><tbody>");
     let columns = evaluation.kernels.len() + 1;
-    for doc in Document::ALL {
+    for source in Source::all() {
         let _ = write!(
             o,
-            "<tr class=\"doc\"><td colspan=\"{columns}\">{} — {}</td></tr>",
-            h(doc.file_name()),
-            h(doc.title())
+            "<tr class=\"doc\"><td colspan=\"{columns}\">{}</td></tr>",
+            h(&source.label().replace('`', ""))
         );
-        for row in evaluation.rows.iter().filter(|r| r.claim.doc == doc) {
+        for row in evaluation
+            .rows
+            .iter()
+            .filter(|r| r.claim.doc.source() == source)
+        {
             let c = &row.claim;
             let _ = write!(
                 o,

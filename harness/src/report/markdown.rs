@@ -6,7 +6,7 @@
 use std::fmt::Write;
 
 use crate::judge::changes::Changes;
-use crate::judge::claims::{Check, Document};
+use crate::judge::claims::{Check, Source};
 use crate::judge::evaluate::{Evaluation, Verdict};
 
 use super::what_changed::{self, Documents};
@@ -83,14 +83,14 @@ pub fn render(
     let _ = writeln!(w, "\n## Summary\n");
     let _ = writeln!(
         w,
-        "| document | claims | measured | untested | holds wherever it applies and was measured | contradicted where claimed | claimed for another OS/version: Linux disagrees |"
+        "| source | claims | measured | untested | holds wherever it applies and was measured | contradicted where claimed | claimed for another OS/version: Linux disagrees |"
     );
     let _ = writeln!(w, "|---|---|---|---|---|---|---|");
-    for doc in Document::ALL {
+    for source in Source::all() {
         let rows: Vec<_> = evaluation
             .rows
             .iter()
-            .filter(|r| r.claim.doc == doc)
+            .filter(|r| r.claim.doc.source() == source)
             .collect();
         let measured = rows
             .iter()
@@ -121,14 +121,35 @@ pub fn render(
             .count();
         let _ = writeln!(
             w,
-            "| `{}` {} | {} | {measured} | {} | {holds} | {} | {} |",
-            doc.file_name(),
-            doc.title(),
+            "| {} | {} | {measured} | {} | {holds} | {} | {} |",
+            source.label(),
             rows.len(),
             rows.len() - measured,
             any("contradicted"),
             any("oos-disagrees")
         );
+    }
+    // How much of each source holds on each kernel.
+    let _ = writeln!(
+        w,
+        "\nPer kernel, the claims that hold of those judged there (in scope and measured):\n"
+    );
+    let _ = write!(w, "| source |");
+    for k in &evaluation.kernels {
+        let _ = write!(w, " {} |", k.kernel);
+    }
+    let _ = write!(w, "\n|---|");
+    for _ in &evaluation.kernels {
+        let _ = write!(w, "---|");
+    }
+    let _ = writeln!(w);
+    for source in Source::all() {
+        let _ = write!(w, "| {} |", source.label());
+        for i in 0..evaluation.kernels.len() {
+            let (holds, judged) = holds_of(evaluation, source, i);
+            let _ = write!(w, " {holds}/{judged} |");
+        }
+        let _ = writeln!(w);
     }
     let contradicted: Vec<_> = evaluation
         .rows
@@ -473,4 +494,26 @@ fn kernel_table<'a>(
         }
         let _ = writeln!(w);
     }
+}
+
+/// Of the claims of `source` judged on kernel `i` (holds, contradicted or unstable there): how
+/// many hold, and how many were judged.
+pub fn holds_of(evaluation: &Evaluation, source: Source, i: usize) -> (usize, usize) {
+    let mut holds = 0;
+    let mut judged = 0;
+    for row in evaluation
+        .rows
+        .iter()
+        .filter(|r| r.claim.doc.source() == source)
+    {
+        match &row.verdicts[i] {
+            Verdict::Holds { .. } => {
+                holds += 1;
+                judged += 1;
+            }
+            Verdict::Contradicted { .. } | Verdict::Unstable { .. } => judged += 1,
+            _ => {}
+        }
+    }
+    (holds, judged)
 }

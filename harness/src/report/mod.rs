@@ -324,6 +324,16 @@ mod tests {
     fn markdown_has_every_section_kernel_and_claim() {
         let (evaluation, changes, results) = rendered();
         let md = render_markdown(&evaluation, &changes, &distribution_table(&results));
+        // Five sources, the man pages with the release they were taken from, and per kernel how
+        // much of each holds.
+        assert!(
+            md.contains(&format!(
+                "| Linux man pages ({}) |",
+                crate::judge::claims::MAN_PAGES_RELEASE
+            )),
+            "the man pages' summary row with their release"
+        );
+        assert!(md.contains("Per kernel, the claims that hold of those judged there"));
         for heading in [
             "## Kernels",
             "## Summary",
