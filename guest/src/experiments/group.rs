@@ -120,7 +120,7 @@ impl Place {
         match self {
             Place::On(ip) => (ip, ip.is_ipv6()),
             Place::DualStack => (any6, false),
-            Place::Mixed if index % 2 == 0 => (IpAddr::V4(Ipv4Addr::UNSPECIFIED), false),
+            Place::Mixed if index.is_multiple_of(2) => (IpAddr::V4(Ipv4Addr::UNSPECIFIED), false),
             Place::Mixed => (any6, false),
         }
     }
