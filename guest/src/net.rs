@@ -337,11 +337,21 @@ pub fn peer_target(ip: &IpAddr, v4_peer: SocketAddr) -> (IpFamily, SocketAddr) {
 
 /// setsockopt(2) at SOL_SOCKET with an arbitrary value, for options socket2 does not wrap.
 pub fn setsockopt_raw<T>(fd: std::os::fd::RawFd, name: libc::c_int, value: &T) -> io::Result<()> {
+    setsockopt_at(fd, libc::SOL_SOCKET, name, value)
+}
+
+/// setsockopt(2) at any level with an arbitrary value.
+pub fn setsockopt_at<T>(
+    fd: std::os::fd::RawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: &T,
+) -> io::Result<()> {
     // SAFETY: value points to a live T of the size we pass.
     let rc = unsafe {
         libc::setsockopt(
             fd,
-            libc::SOL_SOCKET,
+            level,
             name,
             value as *const T as *const libc::c_void,
             std::mem::size_of::<T>() as libc::socklen_t,
@@ -356,13 +366,22 @@ pub fn setsockopt_raw<T>(fd: std::os::fd::RawFd, name: libc::c_int, value: &T) -
 
 /// getsockopt(2) at SOL_SOCKET for an int-valued option.
 pub fn getsockopt_int(fd: std::os::fd::RawFd, name: libc::c_int) -> io::Result<i32> {
+    getsockopt_at_int(fd, libc::SOL_SOCKET, name)
+}
+
+/// getsockopt(2) at any level for an int-valued (or 32-bit) option.
+pub fn getsockopt_at_int(
+    fd: std::os::fd::RawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+) -> io::Result<i32> {
     let mut value: libc::c_int = 0;
     let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
     // SAFETY: value and len are live and sized for an int.
     let rc = unsafe {
         libc::getsockopt(
             fd,
-            libc::SOL_SOCKET,
+            level,
             name,
             &mut value as *mut _ as *mut libc::c_void,
             &mut len,
@@ -383,6 +402,15 @@ pub mod sockopt {
     pub const SO_ATTACH_REUSEPORT_CBPF: libc::c_int = 51;
     pub const SO_ATTACH_REUSEPORT_EBPF: libc::c_int = 52;
     pub const SO_DETACH_REUSEPORT_BPF: libc::c_int = 68;
+}
+
+/// IPPROTO_IP and IPPROTO_IPV6 option numbers from <linux/in.h> and <linux/in6.h>, spelled out
+/// because old libc headers lack some.
+pub mod ipopt {
+    pub const IP_FREEBIND: libc::c_int = 15;
+    pub const IP_TRANSPARENT: libc::c_int = 19;
+    pub const IPV6_TRANSPARENT: libc::c_int = 75;
+    pub const IPV6_FREEBIND: libc::c_int = 78;
 }
 
 /// A classic BPF program as `struct sock_fprog` wants it.

@@ -71,7 +71,7 @@ pub fn run(invocation: &Invocation, channel: &mut Channel, pid1: bool) -> std::i
     let repetitions = invocation
         .repeat
         .map_or(experiments::REPETITIONS, |n| n as usize);
-    let lab = Lab::new(channel.raw(), repetitions);
+    let lab = Lab::new(channel.raw(), repetitions, pid1);
     let mut next = 0;
     while next < plan.len() {
         if let Some(record) = in_parent(&plan[next], pid1) {
@@ -98,21 +98,27 @@ pub fn run(invocation: &Invocation, channel: &mut Channel, pid1: bool) -> std::i
 
 /// Whether an experiment's facts stay the same when other experiments run beside it: true for
 /// everything that records errnos and receivers on ports of its own, false for what measures
-/// spread over CPUs or time.
+/// spread over CPUs or time, and for what sets sysctls (a knob that is global on the kernel is set
+/// for everyone while the experiment runs: see `experiments::sandbox`).
 fn tolerates_company(e: &Experiment) -> bool {
-    match e.family() {
-        Family::Options
-        | Family::Bind
-        | Family::TimeWait
-        | Family::Connect
-        | Family::Multicast
-        | Family::Lookup
-        | Family::Autobind => true,
-        Family::Distribution
-        | Family::Steering
-        | Family::LookupCost
-        | Family::Numbering
-        | Family::SelfTest => false,
+    use wire::catalogue::{AddrKind, NonlocalHow};
+    match e {
+        Experiment::Address(c) => c.kind != AddrKind::Nonlocal(NonlocalHow::Sysctl),
+        _ => match e.family() {
+            Family::Options
+            | Family::Bind
+            | Family::TimeWait
+            | Family::Connect
+            | Family::Multicast
+            | Family::Lookup
+            | Family::Autobind
+            | Family::Address => true,
+            Family::Distribution
+            | Family::Steering
+            | Family::LookupCost
+            | Family::Numbering
+            | Family::SelfTest => false,
+        },
     }
 }
 

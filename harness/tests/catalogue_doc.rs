@@ -21,6 +21,7 @@ fn module_source(family: Family) -> &'static str {
         Family::LookupCost => include_str!("../../wire/src/catalogue/cost.rs"),
         Family::Autobind => include_str!("../../wire/src/catalogue/autobind.rs"),
         Family::Numbering => include_str!("../../wire/src/catalogue/numbering.rs"),
+        Family::Address => include_str!("../../wire/src/catalogue/address.rs"),
         Family::SelfTest => include_str!("../../wire/src/catalogue/selftest.rs"),
     }
 }

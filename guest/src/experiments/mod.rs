@@ -1,6 +1,7 @@
 //! The experiment families, one module each, and the one exhaustive `match` from a catalogue
 //! [`Experiment`] to the code that measures it.
 
+mod address;
 mod autobind;
 mod bind;
 mod connect;
@@ -11,6 +12,7 @@ mod lookup;
 mod multicast;
 mod numbering;
 mod options;
+mod sandbox;
 mod selftest;
 mod steering;
 mod time_wait;
@@ -129,6 +131,35 @@ pub fn repeat(
     Ok(())
 }
 
+/// [`repeat`] for experiments that may end as unsupported: `once` stops with a [`group::Stop`],
+/// which ends the repetitions and is handed back as it was.
+pub fn repeat_until_stop(
+    lab: &Lab,
+    facts: &mut Facts,
+    mut once: impl FnMut(&mut Facts) -> Result<(), group::Stop>,
+) -> Result<(), group::Stop> {
+    let mut stopped = None;
+    let result = repeat(
+        lab,
+        facts,
+        |_| true,
+        |facts| {
+            once(facts).map_err(|stop| {
+                let why = match &stop {
+                    group::Stop::Unsupported(why) | group::Stop::Failed(why) => why.clone(),
+                };
+                stopped = Some(stop);
+                why
+            })
+        },
+    );
+    match (result, stopped) {
+        (Ok(()), _) => Ok(()),
+        (Err(_), Some(stop)) => Err(stop),
+        (Err(why), None) => Err(group::Stop::Failed(why)),
+    }
+}
+
 /// First explicit port experiments use; below it sit the peers, above [`LAST_PORT`] the kernel's
 /// ephemeral range.
 pub const FIRST_PORT: u32 = 10000;
@@ -146,12 +177,19 @@ pub struct Lab {
     /// Which worker slot this process is; keeps concurrent workers' peers on distinct ports.
     pub slot: std::cell::Cell<u16>,
     pub channel: crate::channel::RawChannel,
+    /// Whether the guest's network namespace is the machine's initial one (the guest is PID 1 of
+    /// its own VM): only then may an experiment change a global sysctl (see `sandbox`).
+    pub initial_netns: bool,
     peer4: OnceCell<Peer>,
     peer6: OnceCell<Peer>,
 }
 
 impl Lab {
-    pub fn new(channel: crate::channel::RawChannel, repetitions: usize) -> Lab {
+    pub fn new(
+        channel: crate::channel::RawChannel,
+        repetitions: usize,
+        initial_netns: bool,
+    ) -> Lab {
         let shared = shared_page();
         Lab {
             next_port: &shared[0],
@@ -159,6 +197,7 @@ impl Lab {
             repetitions,
             slot: std::cell::Cell::new(0),
             channel,
+            initial_netns,
             peer4: OnceCell::new(),
             peer6: OnceCell::new(),
         }
@@ -233,6 +272,7 @@ fn by_family(experiment: &Experiment, lab: &Lab) -> Measured {
         Experiment::LookupCost(cell) => cost::run(cell, lab),
         Experiment::Autobind(cell) => autobind::run(cell, lab),
         Experiment::Numbering(cell) => numbering::run(cell, lab),
+        Experiment::Address(cell) => address::run(cell, lab),
         Experiment::SelfTest(test) => selftest::run(*test, lab),
     }
 }

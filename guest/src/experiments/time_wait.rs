@@ -333,7 +333,7 @@ fn settled_state(local: &SocketAddr) -> String {
 
 /// The state /proc/net/tcp{,6} lists for `local` now, by name (`TIME_WAIT`, `FIN_WAIT2`, …), or
 /// `none` when it lists no socket there.
-fn state_of(local: &SocketAddr) -> String {
+pub(super) fn state_of(local: &SocketAddr) -> String {
     match read_entry(local) {
         Ok(Some(entry)) => state_name(&entry.state).to_owned(),
         Ok(None) => "none".into(),
@@ -485,39 +485,11 @@ fn make_namespaces() -> Result<&'static Namespaces, String> {
     let home = open()?;
     unshare(CloneFlags::CLONE_NEWNET).map_err(|e| format!("unshare(CLONE_NEWNET) = {e}"))?;
     let private = open();
-    let lo = loopback_up();
+    let lo = super::sandbox::loopback_up();
     setns(home.as_fd(), CloneFlags::CLONE_NEWNET).map_err(|e| format!("setns(home) = {e}"))?;
     let private = private?;
     lo.map_err(|e| format!("ioctl(SIOCSIFFLAGS, lo, IFF_UP) = {}", errno_name(&e)))?;
     Ok(Box::leak(Box::new(Namespaces { home, private })))
-}
-
-/// Brings `lo` up in the current namespace (a new namespace starts with it down).
-fn loopback_up() -> io::Result<()> {
-    // SAFETY: plain socket(2); closed below.
-    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: ifreq is plain old data and "lo" fits its name; fd is the socket made above.
-    let result = unsafe {
-        let mut req: libc::ifreq = std::mem::zeroed();
-        req.ifr_name[0] = b'l' as libc::c_char;
-        req.ifr_name[1] = b'o' as libc::c_char;
-        if libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut req) < 0 {
-            Err(io::Error::last_os_error())
-        } else {
-            req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
-            if libc::ioctl(fd, libc::SIOCSIFFLAGS, &req) < 0 {
-                Err(io::Error::last_os_error())
-            } else {
-                Ok(())
-            }
-        }
-    };
-    // SAFETY: fd is ours and closed once.
-    unsafe { libc::close(fd) };
-    result
 }
 
 #[cfg(test)]

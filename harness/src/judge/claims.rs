@@ -830,6 +830,27 @@ pub fn fact_kind(experiment: &Experiment, fact: &str) -> Result<FactKind, String
                 .map(|i| format!("m{i}"))
                 .collect(),
         ),
+        Experiment::Address(_) => (
+            &[
+                ("to_loopback", Receivers),
+                ("to_other", Receivers),
+                ("x_bind", Outcomes),
+                ("x_listen", Outcomes),
+                ("x_name", Outcomes),
+                ("y_bind", Outcomes),
+                ("knob", Outcomes),
+                ("set", Outcomes),
+                ("bind", Outcomes),
+                ("listen", Outcomes),
+                ("low", Outcomes),
+                ("high", Outcomes),
+                ("unprivileged_port_start", Outcomes),
+                ("setup", Outcomes),
+                ("call", Outcomes),
+                ("value", Outcomes),
+            ],
+            vec!["A".into(), "X".into()],
+        ),
         Experiment::SelfTest(_) => (&[], vec![]),
     };
     for (name, kind) in table {

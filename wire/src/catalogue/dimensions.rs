@@ -203,6 +203,11 @@ impl Experiment {
                     },
                 ),
             ],
+            Experiment::Address(c) => vec![
+                transport(c.transport),
+                family(c.family),
+                plain("kind", c.kind.token(), c.kind.what(c.family)),
+            ],
             Experiment::SelfTest(t) => vec![plain("test", &t.id_suffix(), t.id_suffix())],
         }
     }

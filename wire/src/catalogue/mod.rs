@@ -5,6 +5,7 @@
 //! Ids are dotted paths, family first (`bind.tcp.v4any+v4lo.listening.a-ra.b-ra.same-uid`), so a
 //! prefix selects a family or any sub-tree of it.
 
+mod address;
 mod autobind;
 mod bind;
 mod connect;
@@ -18,6 +19,7 @@ mod options;
 mod selftest;
 mod time_wait;
 
+pub use address::{AddrCell, AddrError, AddrKind, NonlocalHow, Privilege};
 pub use autobind::{AutobindCell, AutobindHow};
 pub use bind::{address_pairs, BindAddr, BindCell, BindPort, FirstState, Relation};
 pub use connect::{ConnectCell, Destinations};
@@ -152,11 +154,12 @@ pub enum Family {
     LookupCost,
     Autobind,
     Numbering,
+    Address,
     SelfTest,
 }
 
 impl Family {
-    pub const ALL: [Family; 12] = [
+    pub const ALL: [Family; 13] = [
         Family::Options,
         Family::Bind,
         Family::TimeWait,
@@ -168,6 +171,7 @@ impl Family {
         Family::LookupCost,
         Family::Autobind,
         Family::Numbering,
+        Family::Address,
         Family::SelfTest,
     ];
 
@@ -185,6 +189,7 @@ impl Family {
             Family::LookupCost => "cost",
             Family::Autobind => "autobind",
             Family::Numbering => "numbering",
+            Family::Address => "addr",
             Family::SelfTest => "selftest",
         }
     }
@@ -202,6 +207,7 @@ impl Family {
             Family::LookupCost => "Lookup cost against group size",
             Family::Autobind => "Automatic binding and port 0",
             Family::Numbering => "How a reuseport group numbers its members",
+            Family::Address => "Which addresses bind() accepts, and its errors",
             Family::SelfTest => "Guest self-tests (never in a default run)",
         }
     }
@@ -222,6 +228,7 @@ pub enum Experiment {
     LookupCost(LookupCostCell),
     Autobind(AutobindCell),
     Numbering(NumberingCell),
+    Address(AddrCell),
     SelfTest(SelfTest),
 }
 
@@ -239,6 +246,7 @@ impl Experiment {
             Experiment::LookupCost(_) => Family::LookupCost,
             Experiment::Autobind(_) => Family::Autobind,
             Experiment::Numbering(_) => Family::Numbering,
+            Experiment::Address(_) => Family::Address,
             Experiment::SelfTest(_) => Family::SelfTest,
         }
     }
@@ -256,6 +264,7 @@ impl Experiment {
             Experiment::LookupCost(c) => c.id_suffix(),
             Experiment::Autobind(c) => c.id_suffix(),
             Experiment::Numbering(c) => c.id_suffix(),
+            Experiment::Address(c) => c.id_suffix(),
             Experiment::SelfTest(c) => c.id_suffix(),
         };
         format!("{}.{rest}", self.family().token())
@@ -275,6 +284,7 @@ impl Experiment {
             Experiment::LookupCost(c) => c.describe(),
             Experiment::Autobind(c) => c.describe(),
             Experiment::Numbering(c) => c.describe(),
+            Experiment::Address(c) => c.describe(),
             Experiment::SelfTest(c) => c.describe(),
         }
     }
@@ -314,6 +324,7 @@ pub fn catalogue() -> Vec<Experiment> {
     all.extend(cost::all().into_iter().map(Experiment::LookupCost));
     all.extend(autobind::all().into_iter().map(Experiment::Autobind));
     all.extend(numbering::all().into_iter().map(Experiment::Numbering));
+    all.extend(address::all().into_iter().map(Experiment::Address));
     all
 }
 
