@@ -409,6 +409,8 @@ pub mod sockopt {
 pub mod ipopt {
     pub const IP_FREEBIND: libc::c_int = 15;
     pub const IP_TRANSPARENT: libc::c_int = 19;
+    pub const IP_BIND_ADDRESS_NO_PORT: libc::c_int = 24;
+    pub const IP_LOCAL_PORT_RANGE: libc::c_int = 51;
     pub const IPV6_TRANSPARENT: libc::c_int = 75;
     pub const IPV6_FREEBIND: libc::c_int = 78;
 }

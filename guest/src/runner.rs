@@ -117,6 +117,7 @@ fn tolerates_company(e: &Experiment) -> bool {
             | Family::Steering
             | Family::LookupCost
             | Family::Numbering
+            | Family::Ephemeral
             | Family::SelfTest => false,
         },
     }

@@ -22,6 +22,7 @@ fn module_source(family: Family) -> &'static str {
         Family::Autobind => include_str!("../../wire/src/catalogue/autobind.rs"),
         Family::Numbering => include_str!("../../wire/src/catalogue/numbering.rs"),
         Family::Address => include_str!("../../wire/src/catalogue/address.rs"),
+        Family::Ephemeral => include_str!("../../wire/src/catalogue/ephemeral.rs"),
         Family::SelfTest => include_str!("../../wire/src/catalogue/selftest.rs"),
     }
 }

@@ -7,6 +7,7 @@ mod bind;
 mod connect;
 mod cost;
 mod distribution;
+mod ephemeral;
 mod group;
 mod lookup;
 mod multicast;
@@ -273,6 +274,7 @@ fn by_family(experiment: &Experiment, lab: &Lab) -> Measured {
         Experiment::Autobind(cell) => autobind::run(cell, lab),
         Experiment::Numbering(cell) => numbering::run(cell, lab),
         Experiment::Address(cell) => address::run(cell, lab),
+        Experiment::Ephemeral(cell) => ephemeral::run(cell, lab),
         Experiment::SelfTest(test) => selftest::run(*test, lab),
     }
 }

@@ -208,6 +208,10 @@ impl Experiment {
                 family(c.family),
                 plain("kind", c.kind.token(), c.kind.what(c.family)),
             ],
+            Experiment::Ephemeral(c) => vec![
+                transport(c.transport),
+                plain("kind", c.kind.token(), c.kind.what()),
+            ],
             Experiment::SelfTest(t) => vec![plain("test", &t.id_suffix(), t.id_suffix())],
         }
     }

@@ -12,6 +12,7 @@ mod connect;
 mod cost;
 mod dimensions;
 mod distribution;
+mod ephemeral;
 mod lookup;
 mod multicast;
 mod numbering;
@@ -26,6 +27,7 @@ pub use connect::{ConnectCell, Destinations};
 pub use cost::{LookupCostCell, GROUP_SIZES};
 pub use dimensions::{describe_values, Dimension};
 pub use distribution::{DistributionCell, GroupAddr, SteeringCell, SteeringKind, FLOWS_PER_MEMBER};
+pub use ephemeral::{EphemeralCell, EphemeralKind, ExhaustedCall, SocketRange};
 pub use lookup::{display as display_addr, LookupCase, LookupScenario, LookupSocket, DOC6};
 pub use multicast::{MulticastBind, MulticastCell, MulticastFlags};
 pub use numbering::{NumberingCell, NumberingKind};
@@ -155,11 +157,12 @@ pub enum Family {
     Autobind,
     Numbering,
     Address,
+    Ephemeral,
     SelfTest,
 }
 
 impl Family {
-    pub const ALL: [Family; 13] = [
+    pub const ALL: [Family; 14] = [
         Family::Options,
         Family::Bind,
         Family::TimeWait,
@@ -172,6 +175,7 @@ impl Family {
         Family::Autobind,
         Family::Numbering,
         Family::Address,
+        Family::Ephemeral,
         Family::SelfTest,
     ];
 
@@ -190,6 +194,7 @@ impl Family {
             Family::Autobind => "autobind",
             Family::Numbering => "numbering",
             Family::Address => "addr",
+            Family::Ephemeral => "ephemeral",
             Family::SelfTest => "selftest",
         }
     }
@@ -208,6 +213,7 @@ impl Family {
             Family::Autobind => "Automatic binding and port 0",
             Family::Numbering => "How a reuseport group numbers its members",
             Family::Address => "Which addresses bind() accepts, and its errors",
+            Family::Ephemeral => "The ephemeral port range",
             Family::SelfTest => "Guest self-tests (never in a default run)",
         }
     }
@@ -229,6 +235,7 @@ pub enum Experiment {
     Autobind(AutobindCell),
     Numbering(NumberingCell),
     Address(AddrCell),
+    Ephemeral(EphemeralCell),
     SelfTest(SelfTest),
 }
 
@@ -247,6 +254,7 @@ impl Experiment {
             Experiment::Autobind(_) => Family::Autobind,
             Experiment::Numbering(_) => Family::Numbering,
             Experiment::Address(_) => Family::Address,
+            Experiment::Ephemeral(_) => Family::Ephemeral,
             Experiment::SelfTest(_) => Family::SelfTest,
         }
     }
@@ -265,6 +273,7 @@ impl Experiment {
             Experiment::Autobind(c) => c.id_suffix(),
             Experiment::Numbering(c) => c.id_suffix(),
             Experiment::Address(c) => c.id_suffix(),
+            Experiment::Ephemeral(c) => c.id_suffix(),
             Experiment::SelfTest(c) => c.id_suffix(),
         };
         format!("{}.{rest}", self.family().token())
@@ -285,6 +294,7 @@ impl Experiment {
             Experiment::Autobind(c) => c.describe(),
             Experiment::Numbering(c) => c.describe(),
             Experiment::Address(c) => c.describe(),
+            Experiment::Ephemeral(c) => c.describe(),
             Experiment::SelfTest(c) => c.describe(),
         }
     }
@@ -297,6 +307,8 @@ impl Experiment {
             | Experiment::LookupCost(_)
             | Experiment::Numbering(_) => 30_000,
             Experiment::SelfTest(_) => 2_000,
+            // A network namespace per cell, and up to forty sockets per repetition.
+            Experiment::Ephemeral(_) => 10_000,
             _ => 5_000,
         }
     }
@@ -325,6 +337,7 @@ pub fn catalogue() -> Vec<Experiment> {
     all.extend(autobind::all().into_iter().map(Experiment::Autobind));
     all.extend(numbering::all().into_iter().map(Experiment::Numbering));
     all.extend(address::all().into_iter().map(Experiment::Address));
+    all.extend(ephemeral::all().into_iter().map(Experiment::Ephemeral));
     all
 }
 
