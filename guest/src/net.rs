@@ -402,6 +402,7 @@ pub mod sockopt {
     pub const SO_ATTACH_REUSEPORT_CBPF: libc::c_int = 51;
     pub const SO_ATTACH_REUSEPORT_EBPF: libc::c_int = 52;
     pub const SO_DETACH_REUSEPORT_BPF: libc::c_int = 68;
+    pub const SO_DOMAIN: libc::c_int = 39;
 }
 
 /// IPPROTO_IP and IPPROTO_IPV6 option numbers from <linux/in.h> and <linux/in6.h>, spelled out
@@ -411,6 +412,8 @@ pub mod ipopt {
     pub const IP_TRANSPARENT: libc::c_int = 19;
     pub const IP_BIND_ADDRESS_NO_PORT: libc::c_int = 24;
     pub const IP_LOCAL_PORT_RANGE: libc::c_int = 51;
+    pub const IPV6_ADDRFORM: libc::c_int = 1;
+    pub const IPV6_V6ONLY: libc::c_int = 26;
     pub const IPV6_TRANSPARENT: libc::c_int = 75;
     pub const IPV6_FREEBIND: libc::c_int = 78;
 }

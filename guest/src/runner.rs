@@ -101,9 +101,10 @@ pub fn run(invocation: &Invocation, channel: &mut Channel, pid1: bool) -> std::i
 /// spread over CPUs or time, and for what sets sysctls (a knob that is global on the kernel is set
 /// for everyone while the experiment runs: see `experiments::sandbox`).
 fn tolerates_company(e: &Experiment) -> bool {
-    use wire::catalogue::{AddrKind, NonlocalHow};
+    use wire::catalogue::{AddrKind, DualStackKind, NonlocalHow};
     match e {
         Experiment::Address(c) => c.kind != AddrKind::Nonlocal(NonlocalHow::Sysctl),
+        Experiment::DualStack(c) => c.kind != DualStackKind::SysctlOne,
         _ => match e.family() {
             Family::Options
             | Family::Bind
@@ -112,7 +113,8 @@ fn tolerates_company(e: &Experiment) -> bool {
             | Family::Multicast
             | Family::Lookup
             | Family::Autobind
-            | Family::Address => true,
+            | Family::Address
+            | Family::DualStack => true,
             Family::Distribution
             | Family::Steering
             | Family::LookupCost

@@ -23,6 +23,7 @@ fn module_source(family: Family) -> &'static str {
         Family::Numbering => include_str!("../../wire/src/catalogue/numbering.rs"),
         Family::Address => include_str!("../../wire/src/catalogue/address.rs"),
         Family::Ephemeral => include_str!("../../wire/src/catalogue/ephemeral.rs"),
+        Family::DualStack => include_str!("../../wire/src/catalogue/dual_stack.rs"),
         Family::SelfTest => include_str!("../../wire/src/catalogue/selftest.rs"),
     }
 }

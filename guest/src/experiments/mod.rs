@@ -7,6 +7,7 @@ mod bind;
 mod connect;
 mod cost;
 mod distribution;
+mod dual_stack;
 mod ephemeral;
 mod group;
 mod lookup;
@@ -275,6 +276,7 @@ fn by_family(experiment: &Experiment, lab: &Lab) -> Measured {
         Experiment::Numbering(cell) => numbering::run(cell, lab),
         Experiment::Address(cell) => address::run(cell, lab),
         Experiment::Ephemeral(cell) => ephemeral::run(cell, lab),
+        Experiment::DualStack(cell) => dual_stack::run(cell, lab),
         Experiment::SelfTest(test) => selftest::run(*test, lab),
     }
 }

@@ -126,6 +126,19 @@ impl Sandbox {
         }
     }
 
+    /// What the sysctl reads (trimmed, tabs as spaces), or the errno (ENOENT when absent).
+    pub fn read(&self, knob: &Knob) -> Result<String, String> {
+        let read = || std::fs::read_to_string(knob.path);
+        let text = match knob.scope {
+            Scope::PerNetns => read(),
+            Scope::Global | Scope::Absent => self.at_home(read)?,
+        };
+        Ok(match text {
+            Ok(t) => t.split_whitespace().collect::<Vec<_>>().join(" "),
+            Err(e) => errno_name(&e),
+        })
+    }
+
     /// Sets the sysctl: `ok` or the errno. A global knob's first value is kept for the restore.
     pub fn write(&mut self, knob: &Knob, value: &str) -> Result<String, String> {
         let write = || std::fs::write(knob.path, value);

@@ -874,6 +874,28 @@ pub fn fact_kind(experiment: &Experiment, fact: &str) -> Result<FactKind, String
             ],
             vec![],
         ),
+        Experiment::DualStack(_) => (
+            &[
+                ("set", Outcomes),
+                ("bind", Outcomes),
+                ("listen", Outcomes),
+                ("from_v4", Receivers),
+                ("peer_v4", Outcomes),
+                ("from_v6", Receivers),
+                ("to_mapped", Outcomes),
+                ("mapped_arrived", Receivers),
+                ("knob", Outcomes),
+                ("sysctl", Outcomes),
+                ("socket", Outcomes),
+                ("write", Outcomes),
+                ("socket_before", Outcomes),
+                ("socket_after", Outcomes),
+                ("connect", Outcomes),
+                ("addrform", Outcomes),
+                ("domain_after", Outcomes),
+            ],
+            vec!["A".into(), "R".into()],
+        ),
         Experiment::SelfTest(_) => (&[], vec![]),
     };
     for (name, kind) in table {

@@ -212,6 +212,10 @@ impl Experiment {
                 transport(c.transport),
                 plain("kind", c.kind.token(), c.kind.what()),
             ],
+            Experiment::DualStack(c) => vec![
+                transport(c.transport),
+                plain("kind", c.kind.token(), c.kind.what()),
+            ],
             Experiment::SelfTest(t) => vec![plain("test", &t.id_suffix(), t.id_suffix())],
         }
     }

@@ -12,6 +12,7 @@ mod connect;
 mod cost;
 mod dimensions;
 mod distribution;
+mod dual_stack;
 mod ephemeral;
 mod lookup;
 mod multicast;
@@ -27,6 +28,7 @@ pub use connect::{ConnectCell, Destinations};
 pub use cost::{LookupCostCell, GROUP_SIZES};
 pub use dimensions::{describe_values, Dimension};
 pub use distribution::{DistributionCell, GroupAddr, SteeringCell, SteeringKind, FLOWS_PER_MEMBER};
+pub use dual_stack::{AddrformPeer, DualStackCell, DualStackKind};
 pub use ephemeral::{EphemeralCell, EphemeralKind, ExhaustedCall, SocketRange};
 pub use lookup::{display as display_addr, LookupCase, LookupScenario, LookupSocket, DOC6};
 pub use multicast::{MulticastBind, MulticastCell, MulticastFlags};
@@ -158,11 +160,12 @@ pub enum Family {
     Numbering,
     Address,
     Ephemeral,
+    DualStack,
     SelfTest,
 }
 
 impl Family {
-    pub const ALL: [Family; 14] = [
+    pub const ALL: [Family; 15] = [
         Family::Options,
         Family::Bind,
         Family::TimeWait,
@@ -176,6 +179,7 @@ impl Family {
         Family::Numbering,
         Family::Address,
         Family::Ephemeral,
+        Family::DualStack,
         Family::SelfTest,
     ];
 
@@ -195,6 +199,7 @@ impl Family {
             Family::Numbering => "numbering",
             Family::Address => "addr",
             Family::Ephemeral => "ephemeral",
+            Family::DualStack => "v6only",
             Family::SelfTest => "selftest",
         }
     }
@@ -214,6 +219,7 @@ impl Family {
             Family::Numbering => "How a reuseport group numbers its members",
             Family::Address => "Which addresses bind() accepts, and its errors",
             Family::Ephemeral => "The ephemeral port range",
+            Family::DualStack => "IPv6 sockets and IPv4 traffic",
             Family::SelfTest => "Guest self-tests (never in a default run)",
         }
     }
@@ -236,6 +242,7 @@ pub enum Experiment {
     Numbering(NumberingCell),
     Address(AddrCell),
     Ephemeral(EphemeralCell),
+    DualStack(DualStackCell),
     SelfTest(SelfTest),
 }
 
@@ -255,6 +262,7 @@ impl Experiment {
             Experiment::Numbering(_) => Family::Numbering,
             Experiment::Address(_) => Family::Address,
             Experiment::Ephemeral(_) => Family::Ephemeral,
+            Experiment::DualStack(_) => Family::DualStack,
             Experiment::SelfTest(_) => Family::SelfTest,
         }
     }
@@ -274,6 +282,7 @@ impl Experiment {
             Experiment::Numbering(c) => c.id_suffix(),
             Experiment::Address(c) => c.id_suffix(),
             Experiment::Ephemeral(c) => c.id_suffix(),
+            Experiment::DualStack(c) => c.id_suffix(),
             Experiment::SelfTest(c) => c.id_suffix(),
         };
         format!("{}.{rest}", self.family().token())
@@ -295,6 +304,7 @@ impl Experiment {
             Experiment::Numbering(c) => c.describe(),
             Experiment::Address(c) => c.describe(),
             Experiment::Ephemeral(c) => c.describe(),
+            Experiment::DualStack(c) => c.describe(),
             Experiment::SelfTest(c) => c.describe(),
         }
     }
@@ -338,6 +348,7 @@ pub fn catalogue() -> Vec<Experiment> {
     all.extend(numbering::all().into_iter().map(Experiment::Numbering));
     all.extend(address::all().into_iter().map(Experiment::Address));
     all.extend(ephemeral::all().into_iter().map(Experiment::Ephemeral));
+    all.extend(dual_stack::all().into_iter().map(Experiment::DualStack));
     all
 }
 
