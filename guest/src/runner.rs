@@ -105,6 +105,7 @@ fn tolerates_company(e: &Experiment) -> bool {
     match e {
         Experiment::Address(c) => c.kind != AddrKind::Nonlocal(NonlocalHow::Sysctl),
         Experiment::DualStack(c) => c.kind != DualStackKind::SysctlOne,
+        Experiment::TwSysctl(c) => c.setting.is_none(),
         _ => match e.family() {
             Family::Options
             | Family::Bind
@@ -120,6 +121,7 @@ fn tolerates_company(e: &Experiment) -> bool {
             | Family::LookupCost
             | Family::Numbering
             | Family::Ephemeral
+            | Family::TwSysctl
             | Family::SelfTest => false,
         },
     }

@@ -24,6 +24,7 @@ fn module_source(family: Family) -> &'static str {
         Family::Address => include_str!("../../wire/src/catalogue/address.rs"),
         Family::Ephemeral => include_str!("../../wire/src/catalogue/ephemeral.rs"),
         Family::DualStack => include_str!("../../wire/src/catalogue/dual_stack.rs"),
+        Family::TwSysctl => include_str!("../../wire/src/catalogue/tw_sysctl.rs"),
         Family::SelfTest => include_str!("../../wire/src/catalogue/selftest.rs"),
     }
 }

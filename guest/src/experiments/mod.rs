@@ -18,6 +18,7 @@ mod sandbox;
 mod selftest;
 mod steering;
 mod time_wait;
+mod tw_sysctl;
 
 use std::cell::OnceCell;
 use std::collections::BTreeMap;
@@ -277,6 +278,7 @@ fn by_family(experiment: &Experiment, lab: &Lab) -> Measured {
         Experiment::Address(cell) => address::run(cell, lab),
         Experiment::Ephemeral(cell) => ephemeral::run(cell, lab),
         Experiment::DualStack(cell) => dual_stack::run(cell, lab),
+        Experiment::TwSysctl(cell) => tw_sysctl::run(cell, lab),
         Experiment::SelfTest(test) => selftest::run(*test, lab),
     }
 }

@@ -216,6 +216,17 @@ impl Experiment {
                 transport(c.transport),
                 plain("kind", c.kind.token(), c.kind.what()),
             ],
+            Experiment::TwSysctl(c) => vec![
+                plain("sysctl", c.knob.token(), c.knob.sysctl()),
+                plain(
+                    "setting",
+                    &c.setting_token(),
+                    match c.setting {
+                        None => "as a fresh namespace has it".to_owned(),
+                        Some(v) => format!("set to {v}"),
+                    },
+                ),
+            ],
             Experiment::SelfTest(t) => vec![plain("test", &t.id_suffix(), t.id_suffix())],
         }
     }

@@ -20,6 +20,7 @@ mod numbering;
 mod options;
 mod selftest;
 mod time_wait;
+mod tw_sysctl;
 
 pub use address::{AddrCell, AddrError, AddrKind, NonlocalHow, Privilege};
 pub use autobind::{AutobindCell, AutobindHow};
@@ -36,6 +37,7 @@ pub use numbering::{NumberingCell, NumberingKind};
 pub use options::SockOpt;
 pub use selftest::SelfTest;
 pub use time_wait::{CloseMode, TimeWaitCell, TimeWaitSide};
+pub use tw_sysctl::{TwKnob, TwSysctlCell};
 
 use serde::{Deserialize, Serialize};
 
@@ -161,11 +163,12 @@ pub enum Family {
     Address,
     Ephemeral,
     DualStack,
+    TwSysctl,
     SelfTest,
 }
 
 impl Family {
-    pub const ALL: [Family; 15] = [
+    pub const ALL: [Family; 16] = [
         Family::Options,
         Family::Bind,
         Family::TimeWait,
@@ -180,6 +183,7 @@ impl Family {
         Family::Address,
         Family::Ephemeral,
         Family::DualStack,
+        Family::TwSysctl,
         Family::SelfTest,
     ];
 
@@ -200,6 +204,7 @@ impl Family {
             Family::Address => "addr",
             Family::Ephemeral => "ephemeral",
             Family::DualStack => "v6only",
+            Family::TwSysctl => "twsys",
             Family::SelfTest => "selftest",
         }
     }
@@ -220,6 +225,7 @@ impl Family {
             Family::Address => "Which addresses bind() accepts, and its errors",
             Family::Ephemeral => "The ephemeral port range",
             Family::DualStack => "IPv6 sockets and IPv4 traffic",
+            Family::TwSysctl => "The TIME_WAIT sysctls",
             Family::SelfTest => "Guest self-tests (never in a default run)",
         }
     }
@@ -243,6 +249,7 @@ pub enum Experiment {
     Address(AddrCell),
     Ephemeral(EphemeralCell),
     DualStack(DualStackCell),
+    TwSysctl(TwSysctlCell),
     SelfTest(SelfTest),
 }
 
@@ -263,6 +270,7 @@ impl Experiment {
             Experiment::Address(_) => Family::Address,
             Experiment::Ephemeral(_) => Family::Ephemeral,
             Experiment::DualStack(_) => Family::DualStack,
+            Experiment::TwSysctl(_) => Family::TwSysctl,
             Experiment::SelfTest(_) => Family::SelfTest,
         }
     }
@@ -283,6 +291,7 @@ impl Experiment {
             Experiment::Address(c) => c.id_suffix(),
             Experiment::Ephemeral(c) => c.id_suffix(),
             Experiment::DualStack(c) => c.id_suffix(),
+            Experiment::TwSysctl(c) => c.id_suffix(),
             Experiment::SelfTest(c) => c.id_suffix(),
         };
         format!("{}.{rest}", self.family().token())
@@ -305,6 +314,7 @@ impl Experiment {
             Experiment::Address(c) => c.describe(),
             Experiment::Ephemeral(c) => c.describe(),
             Experiment::DualStack(c) => c.describe(),
+            Experiment::TwSysctl(c) => c.describe(),
             Experiment::SelfTest(c) => c.describe(),
         }
     }
@@ -317,6 +327,8 @@ impl Experiment {
             | Experiment::LookupCost(_)
             | Experiment::Numbering(_) => 30_000,
             Experiment::SelfTest(_) => 2_000,
+            // Waits of 2.1 s and 3 s, and TIME_WAIT sockets made one by one.
+            Experiment::TwSysctl(_) => 15_000,
             // A network namespace per cell, and up to forty sockets per repetition.
             Experiment::Ephemeral(_) => 10_000,
             _ => 5_000,
@@ -349,6 +361,7 @@ pub fn catalogue() -> Vec<Experiment> {
     all.extend(address::all().into_iter().map(Experiment::Address));
     all.extend(ephemeral::all().into_iter().map(Experiment::Ephemeral));
     all.extend(dual_stack::all().into_iter().map(Experiment::DualStack));
+    all.extend(tw_sysctl::all().into_iter().map(Experiment::TwSysctl));
     all
 }
 
