@@ -201,6 +201,13 @@ pub fn signature(record: &ExperimentRecord) -> Signature {
         "steer" => steering_aspects(record, &mut s),
         "cost" => cost_aspects(record, &mut s),
         "numbering" => numbering_aspects(record, &mut s),
+        // Where a sysctl lives (a copy per network namespace, or one in the initial namespace
+        // that the guest set there) is how the cell was set up, not what it measured: shown,
+        // never a change.
+        "addr" | "ephemeral" | "v6only" | "twsys" => {
+            s.soften("knob");
+            s.soften("range_knob");
+        }
         "mcast" => {
             for (name, fact) in &record.facts {
                 if let (Some(_), Fact::Counts(c)) = (name.strip_prefix("datagrams."), fact) {
@@ -422,6 +429,33 @@ mod tests {
             assert!(!a.0.contains_key("counts"));
             assert_eq!(a.0["spread"].value, "even");
         }
+    }
+
+    /// A sysctl that became per network namespace changes where the guest sets it, not what the
+    /// cell measures.
+    #[test]
+    fn where_a_sysctl_lives_is_no_change() {
+        let record = |knob: &str| ExperimentRecord {
+            seq: 1,
+            id: "ephemeral.range.tcp".into(),
+            status: Status::Completed,
+            elapsed_us: 0,
+            facts: [
+                ("knob".to_string(), Fact::Outcomes(vec![knob.into()])),
+                (
+                    "failure".to_string(),
+                    Fact::Outcomes(vec!["EADDRINUSE".into()]),
+                ),
+            ]
+            .into_iter()
+            .collect(),
+        };
+        let (old, new) = (
+            signature(&record("global")),
+            signature(&record("per-netns")),
+        );
+        assert!(old.changes_to(&new).is_empty());
+        assert_eq!(new.0["knob"].value, "per-netns");
     }
 
     /// Repetitions that disagree are named with their counts. The recorded rows have no such
