@@ -204,11 +204,24 @@ fn an_unmarked_contradiction_fails_naming_the_evidence() {
     // The same recorded results, judged by claims.yaml without its expected differences.
     let dir = tempfile::tempdir().unwrap();
     let claims = std::fs::read_to_string(root().join("claims.yaml")).unwrap();
-    let stripped: String = claims
-        .lines()
-        .filter(|l| !l.trim_start().starts_with("expected_difference:"))
-        .map(|l| format!("{l}\n"))
-        .collect();
+    // Each waiver goes whole: its `expected_difference:` line and the lines indented under it.
+    let mut stripped = String::new();
+    let mut inside: Option<usize> = None;
+    for l in claims.lines() {
+        let indent = l.len() - l.trim_start().len();
+        if let Some(depth) = inside {
+            if l.trim().is_empty() || indent > depth {
+                continue;
+            }
+            inside = None;
+        }
+        if l.trim_start().starts_with("expected_difference:") {
+            inside = Some(indent);
+            continue;
+        }
+        stripped.push_str(l);
+        stripped.push('\n');
+    }
     assert_ne!(
         stripped.len(),
         claims.len() + 1,
