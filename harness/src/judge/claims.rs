@@ -227,20 +227,56 @@ pub struct Waiver {
     pub cells: Vec<String>,
     /// The kernels it excuses them on (`<4.7`, `>=3.9,<5.10`), for a difference that came with a
     /// version or went with one: the same cell contradicted on a kernel outside the range fails.
-    /// Default: every kernel. A kernel whose version is unknown is outside any bounded range.
-    #[serde(default)]
-    pub on: Option<VersionRange>,
+    /// A list of ranges (`[">=3.9,<5.10", ">=6.1,<6.12"]`) excuses the cells on a kernel in any
+    /// of them, for cells that two version-bound differences share. Default (empty): every
+    /// kernel. A kernel whose version is unknown is outside any bounded range.
+    #[serde(default, deserialize_with = "one_or_more_ranges")]
+    pub on: Vec<VersionRange>,
+}
+
+/// `on:` is one version range or a list of them.
+fn one_or_more_ranges<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Vec<VersionRange>, D::Error> {
+    struct Ranges;
+    impl<'de> serde::de::Visitor<'de> for Ranges {
+        type Value = Vec<VersionRange>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a version range or a list of version ranges")
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            VersionRange::try_from(v.to_owned())
+                .map(|r| vec![r])
+                .map_err(E::custom)
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut seq: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut ranges = Vec::new();
+            while let Some(range) = seq.next_element::<VersionRange>()? {
+                ranges.push(range);
+            }
+            if ranges.is_empty() {
+                return Err(serde::de::Error::custom(
+                    "name at least one version range, or leave `on` out",
+                ));
+            }
+            Ok(ranges)
+        }
+    }
+    d.deserialize_any(Ranges)
 }
 
 impl Waiver {
     /// Whether the waiver names `experiment` on a kernel of `version`.
     pub fn covers(&self, experiment: &str, version: Option<&Version>) -> bool {
-        let on_kernel = match (&self.on, version) {
-            (None, _) => true,
-            (Some(range), _) if range.bounds.is_empty() => true,
-            (Some(range), Some(v)) => range.contains(v),
-            (Some(_), None) => false,
-        };
+        let on_kernel = self.on.is_empty()
+            || self.on.iter().any(|range| match version {
+                _ if range.bounds.is_empty() => true,
+                Some(v) => range.contains(v),
+                None => false,
+            });
         on_kernel && self.cells.iter().any(|p| wire::glob_matches(p, experiment))
     }
 
@@ -252,9 +288,16 @@ impl Waiver {
             .map(|c| format!("`{c}`"))
             .collect::<Vec<_>>()
             .join(", ");
-        match &self.on {
-            Some(range) if !range.bounds.is_empty() => format!("{cells} on Linux {range}"),
-            _ => cells,
+        let bounded: Vec<String> = self
+            .on
+            .iter()
+            .filter(|r| !r.bounds.is_empty())
+            .map(|r| r.to_string())
+            .collect();
+        if bounded.is_empty() || bounded.len() < self.on.len() {
+            cells
+        } else {
+            format!("{cells} on Linux {}", bounded.join(" or "))
         }
     }
 }
