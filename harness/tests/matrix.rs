@@ -197,8 +197,26 @@ fn boot(kernel: &str, session: &Path) -> KernelOutcome {
 }
 
 fn read_json(path: &Path) -> Result<Value, String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+    let mut bytes = std::fs::read(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+    if path.extension().is_some_and(|e| e == "xz") {
+        let mut plain = Vec::new();
+        std::io::Read::read_to_end(&mut xz2::read::XzDecoder::new(&bytes[..]), &mut plain)
+            .map_err(|e| format!("decompressing {}: {e}", path.display()))?;
+        bytes = plain;
+    }
     serde_json::from_slice(&bytes).map_err(|e| format!("parsing {}: {e}", path.display()))
+}
+
+/// A kernel's stored result: `<kernel>.json`, or `<kernel>.json.xz` as recorded results are
+/// archived.
+fn result_file(dir: &Path, kernel: &str) -> PathBuf {
+    let plain = dir.join(format!("{kernel}.json"));
+    let archived = dir.join(format!("{kernel}.json.xz"));
+    if !plain.exists() && archived.exists() {
+        archived
+    } else {
+        plain
+    }
 }
 
 fn read_outcome(kernel: &str, dir: &Path, report: &Result<PathBuf, String>) -> KernelOutcome {
@@ -206,7 +224,7 @@ fn read_outcome(kernel: &str, dir: &Path, report: &Result<PathBuf, String>) -> K
         broken: Some(why),
         ..Default::default()
     };
-    let result_path = dir.join(format!("{kernel}.json"));
+    let result_path = result_file(dir, kernel);
     let result = match read_json(&result_path) {
         Ok(r) => r,
         Err(e) => return broken(format!("no result for {kernel}: {e}")),

@@ -311,20 +311,56 @@ pub struct Waiver {
     pub cells: Vec<String>,
     /// The kernels it excuses them on (`<4.7`, `>=3.9,<5.10`), for a difference that came with a
     /// version or went with one: the same cell contradicted on a kernel outside the range fails.
-    /// Default: every kernel. A kernel whose version is unknown is outside any bounded range.
-    #[serde(default)]
-    pub on: Option<VersionRange>,
+    /// A list of ranges (`[">=3.9,<5.10", ">=6.1,<6.12"]`) excuses the cells on a kernel in any
+    /// of them, for cells that two version-bound differences share. Default (empty): every
+    /// kernel. A kernel whose version is unknown is outside any bounded range.
+    #[serde(default, deserialize_with = "one_or_more_ranges")]
+    pub on: Vec<VersionRange>,
+}
+
+/// `on:` is one version range or a list of them.
+fn one_or_more_ranges<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Vec<VersionRange>, D::Error> {
+    struct Ranges;
+    impl<'de> serde::de::Visitor<'de> for Ranges {
+        type Value = Vec<VersionRange>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a version range or a list of version ranges")
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            VersionRange::try_from(v.to_owned())
+                .map(|r| vec![r])
+                .map_err(E::custom)
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut seq: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut ranges = Vec::new();
+            while let Some(range) = seq.next_element::<VersionRange>()? {
+                ranges.push(range);
+            }
+            if ranges.is_empty() {
+                return Err(serde::de::Error::custom(
+                    "name at least one version range, or leave `on` out",
+                ));
+            }
+            Ok(ranges)
+        }
+    }
+    d.deserialize_any(Ranges)
 }
 
 impl Waiver {
     /// Whether the waiver names `experiment` on a kernel of `version`.
     pub fn covers(&self, experiment: &str, version: Option<&Version>) -> bool {
-        let on_kernel = match (&self.on, version) {
-            (None, _) => true,
-            (Some(range), _) if range.bounds.is_empty() => true,
-            (Some(range), Some(v)) => range.contains(v),
-            (Some(_), None) => false,
-        };
+        let on_kernel = self.on.is_empty()
+            || self.on.iter().any(|range| match version {
+                _ if range.bounds.is_empty() => true,
+                Some(v) => range.contains(v),
+                None => false,
+            });
         on_kernel && self.cells.iter().any(|p| wire::glob_matches(p, experiment))
     }
 
@@ -336,9 +372,16 @@ impl Waiver {
             .map(|c| format!("`{c}`"))
             .collect::<Vec<_>>()
             .join(", ");
-        match &self.on {
-            Some(range) if !range.bounds.is_empty() => format!("{cells} on Linux {range}"),
-            _ => cells,
+        let bounded: Vec<String> = self
+            .on
+            .iter()
+            .filter(|r| !r.bounds.is_empty())
+            .map(|r| r.to_string())
+            .collect();
+        if bounded.is_empty() || bounded.len() < self.on.len() {
+            cells
+        } else {
+            format!("{cells} on Linux {}", bounded.join(" or "))
         }
     }
 }
@@ -381,6 +424,49 @@ pub enum NotClaimKind {
     Restatement,
 }
 
+/// A value of a catalogue dimension that the documents take for granted: options are set before
+/// bind() unless a sentence says otherwise, B binds A's port, a TIME_WAIT is left by a plain
+/// close(). A claim whose cells all take this value needs no `fixed` entry for it; a claim about
+/// another value (the sentence that speaks of setting an option after bind) covers or fixes it
+/// itself. Never for what a sentence speaks of or ranges over: see [`UNCONVENTIONAL`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Convention {
+    /// A dimension name of the catalogue (`when`, `port`, `close`).
+    pub dimension: String,
+    /// The value every claim reads unless it says otherwise (`before-bind`).
+    pub value: String,
+    /// Why the documents take it for granted.
+    pub why: String,
+}
+
+/// Dimensions no convention may fix: the transport, the addresses and families, the sockets'
+/// states and sides, the options, the user, the group and the scenario — what sentences speak of
+/// and what their quantifiers ("all", "any", "only if") range over. Each claim covers these or
+/// says in `fixed` why its sentence speaks of one value only.
+pub const UNCONVENTIONAL: &[&str] = &[
+    "transport",
+    "family",
+    "addresses",
+    "a",
+    "b",
+    "addr",
+    "bind",
+    "relation",
+    "sockets",
+    "new",
+    "destinations",
+    "source",
+    "scenario",
+    "first",
+    "side",
+    "how",
+    "uid",
+    "members",
+    "kind",
+    "option",
+];
+
 impl Claim {
     pub fn tests(&self) -> &[Test] {
         match &self.check {
@@ -407,6 +493,8 @@ struct ClaimsFile {
     claims: Vec<Claim>,
     #[serde(default)]
     not_claims: Vec<NotClaim>,
+    #[serde(default)]
+    conventions: Vec<Convention>,
 }
 
 /// A validated claims file.
@@ -416,6 +504,8 @@ pub struct ClaimSet {
     pub claims: Vec<Claim>,
     /// The documents' sentences that are no claims, each with what it is.
     pub not_claims: Vec<NotClaim>,
+    /// The dimension values every claim reads unless its sentence says otherwise.
+    pub conventions: Vec<Convention>,
 }
 
 /// What a claims file holds, validated.
@@ -423,6 +513,7 @@ pub struct ClaimSet {
 pub struct Parsed {
     pub claims: Vec<Claim>,
     pub not_claims: Vec<NotClaim>,
+    pub conventions: Vec<Convention>,
 }
 
 /// Reads, parses and validates a claims file against the catalogue.
@@ -434,6 +525,7 @@ pub fn load(path: &Path) -> Result<ClaimSet> {
         source: path.to_owned(),
         claims: parsed.claims,
         not_claims: parsed.not_claims,
+        conventions: parsed.conventions,
     })
 }
 
@@ -442,6 +534,7 @@ pub fn parse(text: &str, name: &str) -> Result<Parsed, YamlError> {
     let file: ClaimsFile = yaml::from_str_named(text, name)?;
     let mut claims = file.claims;
     let not_claims = file.not_claims;
+    let conventions = file.conventions;
     let catalogue = catalogue_ids();
     let mut ids = HashSet::new();
     let mut occurrences = std::collections::HashMap::<String, usize>::new();
@@ -472,6 +565,12 @@ pub fn parse(text: &str, name: &str) -> Result<Parsed, YamlError> {
             return Err(fail(
                 "expected_difference",
                 "only a measured claim can be contradicted".into(),
+            ));
+        }
+        if claim.expected_difference.is_some() && matches!(claim.scope, Scope::Os(_)) {
+            return Err(fail(
+                "expected_difference",
+                "a claim made for another system is never judged as Linux's error: it is out of scope there".into(),
             ));
         }
         if claim.changes_at.is_some() && matches!(claim.scope, Scope::Os(_)) {
@@ -574,7 +673,56 @@ pub fn parse(text: &str, name: &str) -> Result<Parsed, YamlError> {
             (_, Some(_)) => return Err(fail("of", "only a restatement names a claim".into())),
         }
     }
-    Ok(Parsed { claims, not_claims })
+    let mut seen = HashSet::new();
+    for (index, convention) in conventions.iter().enumerate() {
+        let at = yaml::locate_key_value(text, "dimension", &convention.dimension, 0);
+        let fail = |field: &str, message: String| {
+            YamlError::invalid(name, at, format!("conventions[{index}].{field}: {message}"))
+        };
+        let dimension = convention.dimension.as_str();
+        if UNCONVENTIONAL.contains(&dimension) || dimension.ends_with("flags") {
+            return Err(fail(
+                "dimension",
+                format!(
+                    "`{dimension}` is what sentences speak of or range over; each claim covers it or says why in `fixed`"
+                ),
+            ));
+        }
+        let values = dimension_values(dimension);
+        if values.is_empty() {
+            return Err(fail(
+                "dimension",
+                format!("no experiment of the catalogue has a dimension `{dimension}`"),
+            ));
+        }
+        if !values.contains(convention.value.as_str()) {
+            return Err(fail(
+                "value",
+                format!(
+                    "`{dimension}` takes {}, not `{}`",
+                    values.into_iter().collect::<Vec<_>>().join(", "),
+                    convention.value
+                ),
+            ));
+        }
+        if convention.why.trim().is_empty() {
+            return Err(fail(
+                "why",
+                "say why the documents take it for granted".into(),
+            ));
+        }
+        if !seen.insert(dimension) {
+            return Err(fail(
+                "dimension",
+                format!("a second convention for `{dimension}`"),
+            ));
+        }
+    }
+    Ok(Parsed {
+        claims,
+        not_claims,
+        conventions,
+    })
 }
 
 /// What a test's error is about, so that the error can point at it.
@@ -607,6 +755,23 @@ fn valid_id(id: &str) -> bool {
         && id
             .chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-')
+}
+
+/// Every value the catalogue's experiments give the dimension `name` (empty when none has it).
+fn dimension_values(name: &str) -> BTreeSet<&'static str> {
+    static VALUES: OnceLock<BTreeMap<&'static str, BTreeSet<String>>> = OnceLock::new();
+    let all = VALUES.get_or_init(|| {
+        let mut all: BTreeMap<&'static str, BTreeSet<String>> = BTreeMap::new();
+        for (_, e) in catalogue_ids() {
+            for d in e.dimensions() {
+                all.entry(d.name).or_default().insert(d.value);
+            }
+        }
+        all
+    });
+    all.get(name)
+        .map(|v| v.iter().map(String::as_str).collect())
+        .unwrap_or_default()
 }
 
 fn catalogue_ids() -> &'static [(String, Experiment)] {
@@ -1060,6 +1225,47 @@ claims:
           expect: {outcome: ok}
 "#;
 
+    const CONVENTIONS: &str = r#"
+conventions:
+  - dimension: when
+    value: before-bind
+    why: options are set before bind() unless a sentence says otherwise
+"#;
+
+    #[test]
+    fn conventions_parse_and_name_real_dimensions_never_what_sentences_range_over() {
+        let text = format!("{GOOD}{CONVENTIONS}");
+        let parsed = parse(&text, "claims.yaml").unwrap();
+        assert_eq!(parsed.conventions.len(), 1);
+        assert_eq!(parsed.conventions[0].value, "before-bind");
+        let error = error_of(&text.replace("value: before-bind", "value: sometimes"));
+        assert!(error.contains("conventions[0].value"), "{error}");
+        assert!(error.contains("late"), "{error}");
+        let error = error_of(&text.replace("dimension: when", "dimension: colour"));
+        assert!(error.contains("no experiment of the catalogue"), "{error}");
+        for forbidden in ["transport", "uid", "a.flags", "first", "addresses"] {
+            let error =
+                error_of(&text.replace("dimension: when", &format!("dimension: {forbidden}")));
+            assert!(
+                error.contains("what sentences speak of or range over"),
+                "{forbidden}: {error}"
+            );
+        }
+        let twice = format!("{text}  - dimension: when\n    value: late\n    why: again\n");
+        assert!(error_of(&twice).contains("a second convention"));
+    }
+
+    #[test]
+    fn a_claim_for_another_system_carries_no_waiver() {
+        let text = GOOD.replacen(
+            "    scope: any\n",
+            "    scope: {os: bsd}\n    expected_difference: {why: x, cells: [\"bind.*\"]}\n",
+            1,
+        );
+        let error = error_of(&text);
+        assert!(error.contains("never judged as Linux's error"), "{error}");
+    }
+
     fn error_of(text: &str) -> String {
         parse(text, "claims.yaml").unwrap_err().to_string()
     }
@@ -1194,6 +1400,9 @@ claims:
             .map(PathBuf::from)
             .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/sources"));
         let (_, claims) = repository_claims();
+        let not_claims = load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../claims.yaml"))
+            .unwrap()
+            .not_claims;
         let mut wrong = Vec::new();
         for doc in Document::all() {
             let path = dir.join(doc.file_name());
@@ -1202,6 +1411,11 @@ claims:
             for claim in claims.iter().filter(|c| c.doc == doc) {
                 if !text.contains(&claim.quote) {
                     wrong.push(format!("{}: {:?}", claim.id, claim.quote));
+                }
+            }
+            for not_claim in not_claims.iter().filter(|n| n.doc == doc) {
+                if !text.contains(&not_claim.quote) {
+                    wrong.push(format!("not_claims: {:?}", not_claim.quote));
                 }
             }
         }
