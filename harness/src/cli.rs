@@ -49,10 +49,14 @@ enum Command {
     /// Exits 1 when anything changed.
     Diff { old: PathBuf, new: PathBuf },
     /// The image cache (`images/cache/`): list what is cached, re-hash every blob, or prune what no
-    /// kernel of kernels.yaml uses and nothing used for 30 days.
+    /// kernel of kernels.yaml uses and nothing used for 30 days, every build directory, and the
+    /// ccache beyond its size limit.
     Images {
         #[arg(value_parser = ["list", "verify", "prune"], default_value = "list")]
         action: String,
+        /// `prune`: the ccache's size limit (ccache's syntax: 5G, 500M), kept for later builds.
+        #[arg(long, default_value = crate::obtain::ccache::DEFAULT_MAX_SIZE)]
+        ccache_max_size: String,
     },
     /// Time the harness against a bare QEMU boot of the same image (floor), cold against warm.
     Bench {
@@ -219,7 +223,10 @@ pub fn main() -> Result<ExitCode> {
             write_report(&claims, &results, &out)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Images { action } => {
+        Command::Images {
+            action,
+            ccache_max_size,
+        } => {
             let root =
                 crate::obtain::cache::default_root(&crate::obtain::guest_binary::workspace_root());
             match action.as_str() {
@@ -239,7 +246,8 @@ pub fn main() -> Result<ExitCode> {
                         crate::obtain::cache::prune_command(
                             &root,
                             &ids,
-                            crate::obtain::cache::DEFAULT_PRUNE_AGE
+                            crate::obtain::cache::DEFAULT_PRUNE_AGE,
+                            &ccache_max_size,
                         )?
                     );
                     Ok(ExitCode::SUCCESS)
