@@ -73,6 +73,16 @@ enum Command {
         /// Where the benchmark's own results and logs go.
         #[arg(long, default_value = "target/bench")]
         scratch: PathBuf,
+        /// Instead: time a commit bisection over a git repository made from Debian's kernel
+        /// source, with incremental builds against cold ones (docs/bisect.md).
+        #[arg(long)]
+        bisect: bool,
+        /// `--bisect`: commits in the series after the base (about log2 of it are built).
+        #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u32).range(2..=100_000))]
+        commits: u32,
+        /// `--bisect`: the kernel source tarball (default: the newest /usr/src/linux-source-*.tar.xz).
+        #[arg(long)]
+        linux_source: Option<PathBuf>,
     },
     /// Print the kernel matrix (ids, versions, sources), for people or (--json) a CI engine.
     List(crate::commands::list::ListArgs),
@@ -259,10 +269,36 @@ pub fn main() -> Result<ExitCode> {
             }
         }
         Command::Bench {
+            bisect: true,
+            scratch,
+            commits,
+            linux_source,
+            ..
+        } => {
+            let linux_source = linux_source
+                .or_else(crate::commands::bench_bisect::default_linux_source)
+                .ok_or_else(|| {
+                    ExitKind::Usage.wrap(
+                        "--bisect needs Debian's kernel source: apt-get install linux-source-6.1, or --linux-source FILE",
+                    )
+                })?;
+            crate::obtain::prereq::ensure_qemu()?;
+            let opts = crate::commands::bench_bisect::BisectBenchOptions {
+                repo_root: crate::obtain::guest_binary::workspace_root(),
+                scratch: scratch.join("bisect"),
+                linux_source,
+                commits: commits as usize,
+                timeout: 120,
+            };
+            crate::commands::bench_bisect::bench(&opts)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench {
             kernel,
             warm_only,
             repeat,
             scratch,
+            ..
         } => {
             let m = load()?;
             let kernels = if kernel.is_empty() {

@@ -675,13 +675,16 @@ pub(super) fn acquire(
     let seconds = started.elapsed().as_secs();
     provenance.insert("build_seconds".to_owned(), seconds.to_string());
     eprintln!(
-        "build {}: linux {} ({}) built in {seconds} s, {} ({}; ccache {})",
+        "build {}: linux {} ({}) built in {seconds} s, {} ({}; ccache {}){}",
         spec.id,
         built.version,
         built.release,
         provenance["build_mode"],
         provenance["build_start"],
         provenance["ccache"],
+        provenance
+            .get("build_dir")
+            .map_or(String::new(), |dir| format!(" in {dir}")),
     );
 
     let mut meta = BTreeMap::from([
