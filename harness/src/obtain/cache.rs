@@ -1015,6 +1015,26 @@ mod tests {
     }
 
     #[test]
+    fn prune_removes_build_directories_and_trims_the_ccache() {
+        let dir = tempfile::tempdir().unwrap();
+        let build_dir = dir.path().join(BUILD_DIRS).join("0123456789abcdef");
+        fs::create_dir_all(build_dir.join("out")).unwrap();
+        fs::write(build_dir.join("out/vmlinux.o"), vec![0u8; 4096]).unwrap();
+        let cache = Cache::open_exclusive(dir.path()).unwrap();
+        let report = cache.prune(&BTreeSet::new(), Duration::ZERO, "1G").unwrap();
+        assert_eq!(report.build_dirs_removed, 1);
+        assert!(report.bytes_freed >= 4096);
+        assert!(!build_dir.exists());
+        if crate::obtain::ccache::available() {
+            let conf = fs::read_to_string(dir.path().join(CCACHE_DIR).join("ccache.conf"));
+            assert!(
+                conf.as_deref().unwrap_or("").contains("max_size = 1G"),
+                "the limit is kept for later builds: {conf:?}"
+            );
+        }
+    }
+
+    #[test]
     fn verify_all_deletes_corrupt_blobs() {
         let (_dir, cache) = temp_cache();
         let good = cache.insert_bytes(b"good").unwrap();

@@ -111,14 +111,15 @@ pub fn parse_stats_log(text: &str) -> Stats {
 /// `harness images prune`: sets the cache's size limit (kept in its `ccache.conf`, so later builds
 /// evict at the same limit) and evicts the oldest entries beyond it. Returns the bytes left.
 pub fn trim(dir: &Path, max_size: &str) -> Result<u64> {
-    if !dir.exists() {
-        return Ok(0);
-    }
     if !available() {
         // Without the program the cache cannot be trimmed entry by entry; it is dropped whole.
-        fs::remove_dir_all(dir).with_context(|| format!("deleting {}", dir.display()))?;
+        if dir.exists() {
+            fs::remove_dir_all(dir).with_context(|| format!("deleting {}", dir.display()))?;
+        }
         return Ok(0);
     }
+    // Created if need be, so the limit holds for the builds that fill it later.
+    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     for args in [vec!["--max-size", max_size], vec!["--cleanup"]] {
         let output = Command::new(PROGRAM)
             .args(&args)

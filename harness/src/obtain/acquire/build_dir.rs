@@ -623,6 +623,28 @@ mod tests {
     }
 
     #[test]
+    fn a_bare_mirror_is_checked_out_like_a_work_tree() {
+        let repo = Repo::new();
+        let first = repo.commit(&[("Makefile", Some("1\n"))], "one");
+        let second = repo.commit(&[("Makefile", Some("2\n"))], "two");
+        let mirror = tempfile::tempdir().unwrap();
+        let status = Command::new("git")
+            .args(["clone", "--quiet", "--mirror"])
+            .arg(repo.0.path())
+            .arg(mirror.path().join("m.git"))
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let git_dir = git_dir_of(&mirror.path().join("m.git")).unwrap().unwrap();
+        let cache = tempfile::tempdir().unwrap();
+        let dir = BuildDir::open(cache.path(), &git_dir, "k").unwrap();
+        dir.checkout(&first).unwrap().unwrap();
+        let (start, _) = dir.checkout(&second).unwrap().unwrap();
+        assert!(matches!(start, Start::Reused { changed: 1, .. }), "{start:?}");
+        assert_eq!(fs::read_to_string(dir.tree().join("Makefile")).unwrap(), "2\n");
+    }
+
+    #[test]
     fn a_second_user_waits_for_the_lock() {
         let repo = Repo::new();
         let cache = tempfile::tempdir().unwrap();
