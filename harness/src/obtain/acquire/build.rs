@@ -4,13 +4,21 @@
 //! Sources: a kernel.org tarball (downloaded into the cache, sha256 pinned in kernels.yaml or
 //! `kernels.lock`), a tarball on disk (Debian's `/usr/src/linux-source-*.tar.xz`), a directory
 //! (copied first: its owner's tree is never patched or built in), or a git repository at a
-//! revision (`git archive`; a remote URL is mirrored into the cache first).
+//! revision (a remote URL is mirrored into the cache first).
+//!
+//! How: a git revision is built incrementally ([`BuildMode::Incremental`]) in the persistent build
+//! directory of its repository and configuration ([`super::build_dir`]) with ccache, so `make`
+//! redoes only what changed since the last revision built there; everything else, and a git
+//! revision under [`BuildMode::Cold`], is unpacked into a fresh directory and built from nothing.
 //!
 //! The image is cached under a key made of: the source's identity (tarball sha256, git commit, or
 //! a listing of the directory's paths, sizes and mtimes), the fragment's sha256, [`COMPAT_VERSION`],
 //! and the first lines of `gcc --version` and `ld --version`. The provenance records the exact
 //! kernel version and release, the sha256 of the resulting `.config` (kept in the cache), the
-//! compatibility fixes applied, the compiler, and the build time.
+//! compatibility fixes applied, the compiler, the build time, and how the build was made:
+//! `build_mode` (`cold`, `incremental`, or `ccache` for an empty `O=` filled mostly from ccache),
+//! `build_start` (what the build directory held, or why it was thrown away) and the ccache hit
+//! rate.
 //!
 //! Old trees and today's toolchain (gcc 12, binutils 2.40, perl 5.36): [`compat_fixes`] applies,
 //! keyed by version and by what the tree contains, each fix that upstream made later:
