@@ -356,7 +356,7 @@ impl Bench<'_> {
 
     /// `git bisect` from the series' tip (bad) to its base (good), each step [`Bench::step`].
     fn bisection(&self, cache_root: &Path, mode: BuildMode) -> Result<Bisection> {
-        let _ = git(self.repo, &["bisect", "reset", "--quiet"]);
+        let _ = git(self.repo, &["bisect", "reset"]);
         git(
             self.repo,
             &["checkout", "--quiet", "--force", &self.series.base],
@@ -382,7 +382,7 @@ impl Bench<'_> {
             steps.push(step);
         };
         let wall = started.elapsed();
-        git(self.repo, &["bisect", "reset", "--quiet"])?;
+        git(self.repo, &["bisect", "reset"])?;
         Ok(Bisection { steps, found, wall })
     }
 }
@@ -502,7 +502,7 @@ fn make_series(repo: &Path, scratch: &Path, tarball: &Path, commits: usize) -> R
         git(repo, &["tag", "bench-base"])?;
     }
     let base = git(repo, &["rev-parse", "bench-base^{commit}"])?;
-    let _ = git(repo, &["bisect", "reset", "--quiet"]);
+    let _ = git(repo, &["bisect", "reset"]);
     git(repo, &["checkout", "--quiet", "--force", &base])?;
 
     // One commit per step through fast-import: each appends a comment to one file, and one of
