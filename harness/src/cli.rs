@@ -49,10 +49,14 @@ enum Command {
     /// Exits 1 when anything changed.
     Diff { old: PathBuf, new: PathBuf },
     /// The image cache (`images/cache/`): list what is cached, re-hash every blob, or prune what no
-    /// kernel of kernels.yaml uses and nothing used for 30 days.
+    /// kernel of kernels.yaml uses and nothing used for 30 days, every build directory, and the
+    /// ccache beyond its size limit.
     Images {
         #[arg(value_parser = ["list", "verify", "prune"], default_value = "list")]
         action: String,
+        /// `prune`: the ccache's size limit (ccache's syntax: 5G, 500M), kept for later builds.
+        #[arg(long, default_value = crate::obtain::ccache::DEFAULT_MAX_SIZE)]
+        ccache_max_size: String,
     },
     /// Time the harness against a bare QEMU boot of the same image (floor), cold against warm.
     Bench {
@@ -69,6 +73,16 @@ enum Command {
         /// Where the benchmark's own results and logs go.
         #[arg(long, default_value = "target/bench")]
         scratch: PathBuf,
+        /// Instead: time a commit bisection over a git repository made from Debian's kernel
+        /// source, with incremental builds against cold ones (docs/bisect.md).
+        #[arg(long)]
+        bisect: bool,
+        /// `--bisect`: commits in the series after the base (about log2 of it are built).
+        #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u32).range(2..=100_000))]
+        commits: u32,
+        /// `--bisect`: the kernel source tarball (default: the newest /usr/src/linux-source-*.tar.xz).
+        #[arg(long)]
+        linux_source: Option<PathBuf>,
     },
     /// Print the kernel matrix (ids, versions, sources), for people or (--json) a CI engine.
     List(crate::commands::list::ListArgs),
@@ -219,7 +233,10 @@ pub fn main() -> Result<ExitCode> {
             write_report(&claims, &results, &out)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Images { action } => {
+        Command::Images {
+            action,
+            ccache_max_size,
+        } => {
             let root =
                 crate::obtain::cache::default_root(&crate::obtain::guest_binary::workspace_root());
             match action.as_str() {
@@ -239,7 +256,8 @@ pub fn main() -> Result<ExitCode> {
                         crate::obtain::cache::prune_command(
                             &root,
                             &ids,
-                            crate::obtain::cache::DEFAULT_PRUNE_AGE
+                            crate::obtain::cache::DEFAULT_PRUNE_AGE,
+                            &ccache_max_size,
                         )?
                     );
                     Ok(ExitCode::SUCCESS)
@@ -251,10 +269,36 @@ pub fn main() -> Result<ExitCode> {
             }
         }
         Command::Bench {
+            bisect: true,
+            scratch,
+            commits,
+            linux_source,
+            ..
+        } => {
+            let linux_source = linux_source
+                .or_else(crate::commands::bench_bisect::default_linux_source)
+                .ok_or_else(|| {
+                    ExitKind::Usage.wrap(
+                        "--bisect needs Debian's kernel source: apt-get install linux-source-6.1, or --linux-source FILE",
+                    )
+                })?;
+            crate::obtain::prereq::ensure_qemu()?;
+            let opts = crate::commands::bench_bisect::BisectBenchOptions {
+                repo_root: crate::obtain::guest_binary::workspace_root(),
+                scratch: scratch.join("bisect"),
+                linux_source,
+                commits: commits as usize,
+                timeout: 120,
+            };
+            crate::commands::bench_bisect::bench(&opts)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench {
             kernel,
             warm_only,
             repeat,
             scratch,
+            ..
         } => {
             let m = load()?;
             let kernels = if kernel.is_empty() {

@@ -21,6 +21,7 @@ use anyhow::{Context, Result};
 use crate::boot::accel::Accel;
 use crate::judge::signature::{self, Signature};
 use crate::matrix::{BuildSource, KernelSource, KernelSpec};
+use crate::obtain::acquire::build::BuildMode;
 use crate::results::{KernelResult, RunOutcome};
 use crate::run::{self, AccelChoice, RunOptions};
 use crate::ExitKind;
@@ -42,6 +43,27 @@ pub struct CheckArgs {
     pub expect: Vec<String>,
     #[command(flatten)]
     pub boot: BootArgs,
+    #[command(flatten)]
+    pub build: BuildArgs,
+}
+
+/// How a kernel tree is built by `check` and `build-kernel`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BuildArgs {
+    /// Build a git revision from nothing (`git archive` into a fresh directory, no ccache)
+    /// instead of incrementally in the repository's persistent build directory.
+    #[arg(long)]
+    pub cold_build: bool,
+}
+
+impl BuildArgs {
+    pub fn mode(&self) -> BuildMode {
+        if self.cold_build {
+            BuildMode::Cold
+        } else {
+            BuildMode::Incremental
+        }
+    }
 }
 
 /// How kernels are booted by `check` and `bisect`.
@@ -65,8 +87,11 @@ pub struct BootArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct BuildKernelArgs {
-    /// A kernel source tree (a git checkout is archived at HEAD, so each commit is cached once).
+    /// A kernel source tree (a clean git checkout is built at its HEAD commit, in the harness's
+    /// own checkout of the repository, so each commit is cached once and built incrementally).
     pub dir: PathBuf,
+    #[command(flatten)]
+    pub build: BuildArgs,
 }
 
 /// One `aspect=value` of an expected outcome.
@@ -195,6 +220,21 @@ pub fn measure(
     out: &Path,
     offline: bool,
 ) -> Result<Measurement> {
+    let acquire = crate::obtain::acquire::AcquireContext::new(
+        &crate::obtain::guest_binary::workspace_root(),
+        offline,
+    )?;
+    measure_with(spec, experiment, boot, out, acquire)
+}
+
+/// [`measure`] with the kernel obtained through `acquire` (its cache, its build mode).
+pub fn measure_with(
+    spec: &KernelSpec,
+    experiment: &str,
+    boot: &BootArgs,
+    out: &Path,
+    acquire: crate::obtain::acquire::AcquireContext,
+) -> Result<Measurement> {
     let mut spec = spec.clone();
     if let Some(timeout) = boot.timeout {
         spec.boot.timeout_s = Some(timeout);
@@ -211,10 +251,7 @@ pub fn measure(
         },
         retries: boot.retries,
         resume: false,
-        acquire: crate::obtain::acquire::AcquireContext::new(
-            &crate::obtain::guest_binary::workspace_root(),
-            offline,
-        )?,
+        acquire,
     };
     let stored = crate::results::path_for(out, &spec.id);
     let _ = std::fs::remove_file(&stored);
@@ -273,9 +310,9 @@ pub fn kernel_spec(name: &str, id: &str, kernels_yaml: &Path) -> Result<KernelSp
     })
 }
 
-/// A git checkout is built from `git archive` of its HEAD commit (cached per commit); any other
-/// directory is copied and built.
-fn tree_source(dir: &Path) -> Result<KernelSource> {
+/// A clean git checkout is built at its HEAD commit (cached per commit; built in the harness's own
+/// checkout of the repository, never in the user's); any other directory is copied and built.
+pub fn tree_source(dir: &Path) -> Result<KernelSource> {
     let dir = std::path::absolute(dir).with_context(|| format!("resolving {}", dir.display()))?;
     let head = std::process::Command::new("git")
         .arg("-C")
@@ -335,7 +372,12 @@ fn check(args: &CheckArgs, kernels_yaml: &Path, offline: bool) -> Result<ExitCod
             temporary.path().to_owned()
         }
     };
-    let measurement = measure(&spec, &args.experiment, &args.boot, &out, offline)?;
+    let mut acquire = crate::obtain::acquire::AcquireContext::new(
+        &crate::obtain::guest_binary::workspace_root(),
+        offline,
+    )?;
+    acquire.build_mode = args.build.mode();
+    let measurement = measure_with(&spec, &args.experiment, &args.boot, &out, acquire)?;
     if let Measurement::Measured { release, signature } = &measurement {
         println!(
             "{} on {} ({}): {}",
@@ -375,10 +417,11 @@ pub fn build_kernel_main(args: &BuildKernelArgs, offline: bool) -> Result<ExitCo
         boot: Default::default(),
     };
     crate::obtain::prereq::ensure_kernel_toolchain(&[&spec]);
-    let ctx = crate::obtain::acquire::AcquireContext::new(
+    let mut ctx = crate::obtain::acquire::AcquireContext::new(
         &crate::obtain::guest_binary::workspace_root(),
         offline,
     )?;
+    ctx.build_mode = args.build.mode();
     match crate::obtain::acquire::acquire(&spec, &ctx)? {
         crate::obtain::acquire::Acquisition::Image(image) => {
             for (key, value) in &image.provenance {

@@ -12,7 +12,11 @@
 //! - `locks/`: one lock file per key ([`Cache::lock_key`]): two runs fetching or building the same
 //!   thing wait for each other, different things proceed in parallel. `.lock` at the root is held
 //!   shared by every [`Cache`] and exclusively by `prune`, so nothing is pruned under a run.
-//! - `build/`: build trees, deleted when a build ends; `logs/`: the output of each kernel build.
+//! - `build/`: one-off build trees, deleted when a build ends; `logs/`: the output of each kernel
+//!   build.
+//! - `build-dirs/`: persistent build state, one checkout and one `O=` directory per git repository
+//!   and configuration, reused across revisions (`acquire::build_dir`); `ccache/`: the compiler
+//!   cache every such build uses (`obtain::ccache`).
 //!
 //! Offline mode: no network at all; a download that is not cached ends as
 //! [`FetchError::Offline`] ("offline and not cached").
@@ -20,6 +24,9 @@
 //! Pruning ([`Cache::prune`]): an entry survives when it is `kernel:<id>` for an id in the current
 //! kernels.yaml, or was used within `max_age` (30 days for `harness images prune`); blobs survive
 //! when a surviving entry names them (as its blob or one of its inputs); everything else goes.
+//! Build directories all go (they only make the next build faster; the next step of a bisection
+//! then builds clean once), and the ccache is trimmed to a size limit the user sets
+//! (`harness images prune --ccache-max-size`, 5G by default), which later builds keep to as well.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File};
@@ -34,6 +41,12 @@ use sha2::{Digest, Sha256};
 
 /// How old an entry may get before `prune` drops it when no kernel of the matrix needs it.
 pub const DEFAULT_PRUNE_AGE: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// Persistent build directories under the cache root.
+pub const BUILD_DIRS: &str = "build-dirs";
+
+/// The ccache directory under the cache root.
+pub const CCACHE_DIR: &str = "ccache";
 
 /// The cache directory inside a checkout.
 pub fn default_root(repo_root: &Path) -> PathBuf {
@@ -134,6 +147,9 @@ pub struct PruneReport {
     pub entries_removed: usize,
     pub blobs_removed: usize,
     pub bytes_freed: u64,
+    pub build_dirs_removed: usize,
+    /// Bytes the ccache holds after trimming.
+    pub ccache_bytes: u64,
 }
 
 impl Cache {
@@ -578,9 +594,16 @@ impl Cache {
     }
 
     /// Drops entries neither needed by `keep_kernels` (ids of the current kernels.yaml) nor used
-    /// within `max_age`, then every blob no remaining entry names, then leftover temporary files
-    /// and build trees. Needs a cache opened with [`Cache::open_exclusive`].
-    pub fn prune(&self, keep_kernels: &BTreeSet<String>, max_age: Duration) -> Result<PruneReport> {
+    /// within `max_age`, then every blob no remaining entry names, then leftover temporary files,
+    /// build trees and persistent build directories, and trims the ccache to `ccache_max_size`
+    /// (ccache's own size syntax: `5G`, `500M`). Needs a cache opened with
+    /// [`Cache::open_exclusive`], so no build is using what goes.
+    pub fn prune(
+        &self,
+        keep_kernels: &BTreeSet<String>,
+        max_age: Duration,
+        ccache_max_size: &str,
+    ) -> Result<PruneReport> {
         let mut report = PruneReport::default();
         let mut live_blobs = BTreeSet::new();
         let now = SystemTime::now();
@@ -624,6 +647,22 @@ impl Cache {
             let path = item?.path();
             fs::remove_dir_all(&path).with_context(|| format!("deleting {}", path.display()))?;
         }
+        let build_dirs = self.root.join(BUILD_DIRS);
+        if build_dirs.exists() {
+            for item in fs::read_dir(&build_dirs)
+                .with_context(|| format!("reading {}", build_dirs.display()))?
+            {
+                let path = item?.path();
+                report.bytes_freed += crate::obtain::ccache::size_of(&path)?;
+                fs::remove_dir_all(&path)
+                    .with_context(|| format!("deleting {}", path.display()))?;
+                report.build_dirs_removed += 1;
+            }
+        }
+        let ccache = self.root.join(CCACHE_DIR);
+        let before = crate::obtain::ccache::size_of(&ccache)?;
+        report.ccache_bytes = crate::obtain::ccache::trim(&ccache, ccache_max_size)?;
+        report.bytes_freed += before.saturating_sub(report.ccache_bytes);
         Ok(report)
     }
 }
@@ -778,14 +817,17 @@ pub fn prune_command(
     root: &Path,
     keep_kernels: &BTreeSet<String>,
     max_age: Duration,
+    ccache_max_size: &str,
 ) -> Result<String> {
     let cache = Cache::open_exclusive(root)?;
-    let report = cache.prune(keep_kernels, max_age)?;
+    let report = cache.prune(keep_kernels, max_age, ccache_max_size)?;
     Ok(format!(
-        "pruned {} index entries and {} blobs, {:.1} MiB freed\n",
+        "pruned {} index entries, {} blobs and {} build directories, {:.1} MiB freed; ccache {:.1} MiB (limit {ccache_max_size})\n",
         report.entries_removed,
         report.blobs_removed,
-        report.bytes_freed as f64 / (1024.0 * 1024.0)
+        report.build_dirs_removed,
+        report.bytes_freed as f64 / (1024.0 * 1024.0),
+        report.ccache_bytes as f64 / (1024.0 * 1024.0),
     ))
 }
 
@@ -960,7 +1002,7 @@ mod tests {
 
         let cache = Cache::open_exclusive(dir.path()).unwrap();
         let keep: BTreeSet<String> = ["current".to_owned()].into();
-        let report = cache.prune(&keep, Duration::ZERO).unwrap();
+        let report = cache.prune(&keep, Duration::ZERO, "1G").unwrap();
         assert_eq!(report.entries_removed, 1);
         assert_eq!(report.blobs_removed, 2);
         let left: BTreeSet<String> = cache
@@ -970,6 +1012,26 @@ mod tests {
             .map(|b| b.sha256)
             .collect();
         assert_eq!(left, [kept.sha256, input.sha256].into());
+    }
+
+    #[test]
+    fn prune_removes_build_directories_and_trims_the_ccache() {
+        let dir = tempfile::tempdir().unwrap();
+        let build_dir = dir.path().join(BUILD_DIRS).join("0123456789abcdef");
+        fs::create_dir_all(build_dir.join("out")).unwrap();
+        fs::write(build_dir.join("out/vmlinux.o"), vec![0u8; 4096]).unwrap();
+        let cache = Cache::open_exclusive(dir.path()).unwrap();
+        let report = cache.prune(&BTreeSet::new(), Duration::ZERO, "1G").unwrap();
+        assert_eq!(report.build_dirs_removed, 1);
+        assert!(report.bytes_freed >= 4096);
+        assert!(!build_dir.exists());
+        if crate::obtain::ccache::available() {
+            let conf = fs::read_to_string(dir.path().join(CCACHE_DIR).join("ccache.conf"));
+            assert!(
+                conf.as_deref().unwrap_or("").contains("max_size = 1G"),
+                "the limit is kept for later builds: {conf:?}"
+            );
+        }
     }
 
     #[test]
@@ -1052,12 +1114,12 @@ mod tests {
         );
         let keep = BTreeSet::from(["a".to_owned()]);
         assert_eq!(
-            prune_command(dir.path(), &keep, Duration::ZERO).unwrap(),
-            "pruned 0 index entries and 0 blobs, 0.0 MiB freed\n"
+            prune_command(dir.path(), &keep, Duration::ZERO, "1G").unwrap(),
+            "pruned 0 index entries, 0 blobs and 0 build directories, 0.0 MiB freed; ccache 0.0 MiB (limit 1G)\n"
         );
-        let text = prune_command(dir.path(), &BTreeSet::new(), Duration::ZERO).unwrap();
+        let text = prune_command(dir.path(), &BTreeSet::new(), Duration::ZERO, "1G").unwrap();
         assert!(
-            text.starts_with("pruned 1 index entries and 1 blobs"),
+            text.starts_with("pruned 1 index entries, 1 blobs and 0 build directories"),
             "{text}"
         );
     }

@@ -6,5 +6,6 @@ pub mod acquire;
 pub mod cache;
 #[cfg(test)]
 mod cache_faults;
+pub mod ccache;
 pub mod guest_binary;
 pub mod prereq;

@@ -52,6 +52,12 @@ pub const KERNEL_TOOLCHAIN: &[Need] = &[
     Need::Header("openssl/ssl.h", "libssl-dev"),
 ];
 
+/// What makes kernel builds faster without being needed by any: ccache (the build says in its
+/// provenance when it ran without). Installed with the toolchain when it can be; its absence
+/// never makes a kernel unavailable.
+pub const OPTIONAL_BUILD_TOOLS: &[Need] =
+    &[Need::Program(crate::obtain::ccache::PROGRAM, "ccache")];
+
 const QEMU_NEED: &[Need] = &[Need::Program(QEMU, "qemu-system-x86")];
 
 pub fn on_path(program: &str) -> bool {
@@ -168,20 +174,22 @@ pub fn ensure_qemu() -> Result<()> {
 }
 
 /// Before a run: when any of `kernels` is built from source, installs the missing parts of
-/// [`KERNEL_TOOLCHAIN`] if it can, and otherwise says once, for the whole run, exactly what to
-/// install. Never fails the run: a kernel that needs a build then reports the missing tool as
-/// its reason, and the others run.
+/// [`KERNEL_TOOLCHAIN`] and [`OPTIONAL_BUILD_TOOLS`] if it can, and otherwise says once, for the
+/// whole run, exactly what to install. Never fails the run: a kernel that needs a build then
+/// reports the missing tool as its reason, and the others run; without ccache builds run uncached.
 pub fn ensure_kernel_toolchain(kernels: &[&KernelSpec]) {
     let built: Vec<&str> = kernels
         .iter()
         .filter(|k| matches!(k.source, KernelSource::Build(_)))
         .map(|k| k.id.as_str())
         .collect();
-    let lacking = missing(KERNEL_TOOLCHAIN);
-    if built.is_empty() || lacking.is_empty() {
+    let required = missing(KERNEL_TOOLCHAIN);
+    let optional = missing(OPTIONAL_BUILD_TOOLS);
+    if built.is_empty() || (required.is_empty() && optional.is_empty()) {
         return;
     }
     let kernels = built.join(", ");
+    let lacking: Vec<Need> = required.iter().chain(&optional).copied().collect();
     let names: Vec<&str> = lacking.iter().map(|n| n.name()).collect();
     if !can_install() {
         eprintln!(
@@ -197,10 +205,15 @@ pub fn ensure_kernel_toolchain(kernels: &[&KernelSpec]) {
         packages(&lacking).join(" ")
     );
     if let Err(failure) = apt_install(&lacking) {
-        eprintln!(
-            "harness: {failure}; install them with: {}",
-            install_command(&lacking)
-        );
+        // An optional tool this system cannot install must not cost the toolchain.
+        let retried =
+            !optional.is_empty() && !required.is_empty() && apt_install(&required).is_ok();
+        if !retried {
+            eprintln!(
+                "harness: {failure}; install them with: {}",
+                install_command(&lacking)
+            );
+        }
     }
     let still = missing(KERNEL_TOOLCHAIN);
     if !still.is_empty() {
@@ -212,6 +225,9 @@ pub fn ensure_kernel_toolchain(kernels: &[&KernelSpec]) {
                 .collect::<Vec<_>>()
                 .join(", ")
         );
+    }
+    if !missing(OPTIONAL_BUILD_TOOLS).is_empty() {
+        eprintln!("harness: ccache could not be installed; kernels are built without it");
     }
 }
 

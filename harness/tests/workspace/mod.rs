@@ -40,3 +40,13 @@ pub fn old_kernels() -> PathBuf {
 /// The versions of [`old_kernels`], oldest first.
 #[allow(dead_code, reason = "not every test binary boots old kernels")]
 pub const OLD_VERSIONS: [&str; 5] = ["3.8", "3.9", "4.4", "4.5", "4.6"];
+
+/// `RPH_SKIP_BUILD=1` skips tests that build kernels, for a quick inner loop; CI never sets it.
+#[allow(dead_code, reason = "not every test binary builds kernels")]
+pub fn skip_builds() -> bool {
+    if std::env::var_os("RPH_SKIP_BUILD").is_some() {
+        eprintln!("RPH_SKIP_BUILD is set: not building kernels");
+        return true;
+    }
+    false
+}

@@ -4,13 +4,21 @@
 //! Sources: a kernel.org tarball (downloaded into the cache, sha256 pinned in kernels.yaml or
 //! `kernels.lock`), a tarball on disk (Debian's `/usr/src/linux-source-*.tar.xz`), a directory
 //! (copied first: its owner's tree is never patched or built in), or a git repository at a
-//! revision (`git archive`; a remote URL is mirrored into the cache first).
+//! revision (a remote URL is mirrored into the cache first).
+//!
+//! How: a git revision is built incrementally ([`BuildMode::Incremental`]) in the persistent build
+//! directory of its repository and configuration ([`super::build_dir`]) with ccache, so `make`
+//! redoes only what changed since the last revision built there; everything else, and a git
+//! revision under [`BuildMode::Cold`], is unpacked into a fresh directory and built from nothing.
 //!
 //! The image is cached under a key made of: the source's identity (tarball sha256, git commit, or
 //! a listing of the directory's paths, sizes and mtimes), the fragment's sha256, [`COMPAT_VERSION`],
 //! and the first lines of `gcc --version` and `ld --version`. The provenance records the exact
 //! kernel version and release, the sha256 of the resulting `.config` (kept in the cache), the
-//! compatibility fixes applied, the compiler, and the build time.
+//! compatibility fixes applied, the compiler, the build time, and how the build was made:
+//! `build_mode` (`cold`, `incremental`, or `ccache` for an empty `O=` filled mostly from ccache),
+//! `build_start` (what the build directory held, or why it was thrown away) and the ccache hit
+//! rate.
 //!
 //! Old trees and today's toolchain (gcc 12, binutils 2.40, perl 5.36): [`compat_fixes`] applies,
 //! keyed by version and by what the tree contains, each fix that upstream made later:
@@ -36,11 +44,13 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 
+use super::build_dir::{self, BuildDir};
 use super::{
     unpack_tar_safely, url::pinned_download, AcquireContext, Acquisition, KernelImage, OrReason,
 };
 use crate::matrix::{BuildSource, KernelSpec};
-use crate::obtain::cache::{hash_file, sha256_hex, Cache, Progress};
+use crate::obtain::cache::{hash_file, sha256_hex, Cache, Progress, CCACHE_DIR};
+use crate::obtain::ccache::{self, Ccache};
 
 /// Bumped whenever [`compat_fixes`] changes what it does, so cached builds are redone.
 pub const COMPAT_VERSION: u32 = 1;
@@ -569,6 +579,34 @@ fn tree_fingerprint(root: &Path) -> std::io::Result<String> {
     Ok(sha256_hex(lines.join("\n").as_bytes()))
 }
 
+/// How a git revision is built.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum BuildMode {
+    /// In the persistent build directory of its repository and configuration
+    /// ([`super::build_dir`]), with ccache: `make` redoes what changed since the last revision.
+    #[default]
+    Incremental,
+    /// From `git archive` into a fresh directory, without ccache: every revision from nothing.
+    Cold,
+}
+
+/// What every build of one acquisition shares.
+struct Job<'a> {
+    spec: &'a KernelSpec,
+    ctx: &'a AcquireContext,
+    toolchain: &'a Toolchain,
+    fragment: &'a Path,
+    log_path: PathBuf,
+}
+
+/// A finished build in `out`, before it is stored.
+struct Built {
+    version: KernelVersion,
+    image_path: PathBuf,
+    config_path: PathBuf,
+    release: String,
+}
+
 pub(super) fn acquire(
     spec: &KernelSpec,
     source: &BuildSource,
@@ -592,6 +630,12 @@ pub(super) fn acquire(
         Ok(input) => input,
         Err(unavailable) => return Ok(unavailable),
     };
+    // What makes two builds of one source the same build: also the persistent build
+    // directory's configuration, so a new fragment, compiler or fix set never reuses objects.
+    let configuration = format!(
+        "compat {COMPAT_VERSION}\nfragment {fragment_sha256}\ngcc {}\nld {}\n",
+        toolchain.gcc, toolchain.ld
+    );
     let key_text = format!(
         "compat {COMPAT_VERSION}\nsource {}\nfragment {fragment_sha256}\ngcc {}\nld {}\n",
         input.identity, toolchain.gcc, toolchain.ld
@@ -612,156 +656,69 @@ pub(super) fn acquire(
     }
 
     let started = Instant::now();
-    let work = ctx.cache.work_dir(&format!("build-{}-", spec.id))?;
-    let src_parent = work.path().join("src");
-    let out = work.path().join("out");
-    fs::create_dir_all(&src_parent).context("creating the build directory")?;
-    fs::create_dir_all(&out).context("creating the build directory")?;
-    let log_path =
-        ctx.cache
-            .root()
-            .join("logs")
-            .join(format!("build-{}-{}.log", spec.id, &build_key[6..18]));
-
-    let unpack_progress = Progress::start("unpack", &spec.id, None);
-    let tree = match unpack(&input.unpack, &src_parent)? {
-        Ok(tree) => tree,
-        Err(reason) => {
-            unpack_progress.finish_failed();
-            return Ok(Acquisition::Unavailable { reason });
-        }
+    let job = Job {
+        spec,
+        ctx,
+        toolchain: &toolchain,
+        fragment: &fragment,
+        log_path: ctx.cache.root().join("logs").join(format!(
+            "build-{}-{}.log",
+            spec.id,
+            &build_key[6..18]
+        )),
     };
-    unpack_progress.finish_with("source tree ready");
-
-    let version = match KernelVersion::of_tree(&tree) {
-        Ok(version) => version,
+    // Both hold their directory (and, for a build directory, its lock) until the image is stored.
+    let built = match (&input.unpack, ctx.build_mode) {
+        (Unpack::Git { repo, commit }, BuildMode::Incremental) => {
+            build_incremental(&job, repo, commit, &configuration, &mut provenance)?
+        }
+        _ => build_once(&job, &input.unpack, &mut provenance)?,
+    };
+    let (built, _held) = match built {
+        Ok(built) => built,
         Err(reason) => return Ok(Acquisition::Unavailable { reason }),
     };
-    provenance.insert("kernel_version".to_owned(), version.to_string());
-    if version.at_least(4, 14) && !Path::new("/usr/include/gelf.h").exists() {
-        return Ok(Acquisition::Unavailable {
-            reason: format!("building {version} needs libelf headers (on Debian or Ubuntu: apt-get install libelf-dev)"),
-        });
-    }
-    let plan = match compat_fixes(&tree, version, &toolchain) {
-        Ok(plan) => plan,
-        Err(reason) => {
-            return Ok(Acquisition::Unavailable {
-                reason: format!("linux {version}: {reason}"),
-            })
-        }
-    };
-    provenance.insert(
-        "compat".to_owned(),
-        if plan.applied.is_empty() {
-            "none".to_owned()
-        } else {
-            plan.applied.join(",")
-        },
-    );
-    provenance.insert("compat_version".to_owned(), COMPAT_VERSION.to_string());
-
-    let mut log =
-        fs::File::create(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
-    writeln!(
-        log,
-        "# build of {} (linux {version}) with {}; compat: {}",
-        spec.id,
-        toolchain.gcc,
-        plan.applied.join(",")
-    )
-    .context("writing the build log")?;
-    let log = Arc::new(Mutex::new(log));
-    let make = |targets: &[&str], jobs: usize| -> Result<MakeOutcome> {
-        let mut args: Vec<String> = vec![
-            "-C".into(),
-            tree.display().to_string(),
-            format!("O={}", out.display()),
-            "ARCH=x86_64".into(),
-            format!("KCONFIG_ALLCONFIG={}", fragment.display()),
-            "KBUILD_BUILD_USER=harness".into(),
-            "KBUILD_BUILD_HOST=harness".into(),
-            format!("-j{jobs}"),
-        ];
-        args.extend(plan.make_vars.iter().cloned());
-        args.extend(targets.iter().map(|t| (*t).to_owned()));
-        run_make(&args, &spec.id, &log)
-    };
-
-    let mut configure = make(&["allnoconfig"], 1)?;
-    if configure.success {
-        configure = make(&["olddefconfig"], 1)?;
-    }
-    if !configure.success {
-        return Ok(Acquisition::Unavailable {
-            reason: configure.failure(&format!("configuring linux {version}"), &log_path),
-        });
-    }
-    let config_path = out.join(".config");
-    let config = fs::read_to_string(&config_path)
-        .with_context(|| format!("reading {}", config_path.display()))?;
-    let missing: Vec<&str> = REQUIRED_OPTIONS
-        .iter()
-        .copied()
-        .filter(|o| !config_enabled(&config, o))
-        .collect();
-    if !missing.is_empty() {
-        return Ok(Acquisition::Unavailable {
-            reason: format!(
-                "linux {version}: allnoconfig + minimal.config lacks {}",
-                missing.join(", ")
-            ),
-        });
-    }
-    let absent: Vec<&str> = OPTIONAL_OPTIONS
-        .iter()
-        .copied()
-        .filter(|o| !config_enabled(&config, o))
-        .collect();
-    if !absent.is_empty() {
-        provenance.insert("config_absent".to_owned(), absent.join(","));
-    }
-
-    let build = make(&["bzImage"], ctx.jobs.max(1))?;
-    if !build.success {
-        return Ok(Acquisition::Unavailable {
-            reason: build.failure(&format!("building linux {version}"), &log_path),
-        });
-    }
-    let image_path = out.join("arch/x86/boot/bzImage");
-    if !super::is_bzimage(&image_path)
-        .with_context(|| format!("reading {}", image_path.display()))?
-    {
-        return Ok(Acquisition::Unavailable {
-            reason: format!("{} is not a boot image", image_path.display()),
-        });
-    }
-    let release = fs::read_to_string(out.join("include/config/kernel.release"))
-        .unwrap_or_default()
-        .trim()
-        .to_owned();
-    let image = ctx.cache.insert_file(&image_path)?;
-    let config_blob = ctx.cache.insert_file(&config_path)?;
+    let image = ctx.cache.insert_file(&built.image_path)?;
+    let config_blob = ctx.cache.insert_file(&built.config_path)?;
     let seconds = started.elapsed().as_secs();
+    provenance.insert("build_seconds".to_owned(), seconds.to_string());
     eprintln!(
-        "build {}: linux {version} ({release}) built in {seconds} s",
-        spec.id
+        "build {}: linux {} ({}) built in {seconds} s, {} ({}; ccache {}){}",
+        spec.id,
+        built.version,
+        built.release,
+        provenance["build_mode"],
+        provenance["build_start"],
+        provenance["ccache"],
+        provenance
+            .get("build_dir")
+            .map_or(String::new(), |dir| format!(" in {dir}")),
     );
 
     let mut meta = BTreeMap::from([
-        ("kernel_version".to_owned(), version.to_string()),
-        ("kernel_release".to_owned(), release),
+        ("kernel_version".to_owned(), built.version.to_string()),
+        ("kernel_release".to_owned(), built.release),
         ("config_sha256".to_owned(), config_blob.sha256.clone()),
         (
             "config_path".to_owned(),
             config_blob.path.display().to_string(),
         ),
-        ("compat".to_owned(), provenance["compat"].clone()),
-        ("build_seconds".to_owned(), seconds.to_string()),
-        ("build_log".to_owned(), log_path.display().to_string()),
+        ("build_log".to_owned(), job.log_path.display().to_string()),
     ]);
-    if let Some(absent) = provenance.get("config_absent") {
-        meta.insert("config_absent".to_owned(), absent.clone());
+    for key in [
+        "compat",
+        "build_seconds",
+        "build_mode",
+        "build_start",
+        "build_dir",
+        "ccache",
+        "ccache_hits",
+        "ccache_misses",
+        "config_absent",
+    ] {
+        if let Some(value) = provenance.get(key) {
+            meta.insert(key.to_owned(), value.clone());
+        }
     }
     let mut inputs = vec![config_blob.sha256.clone()];
     if let Some(source_sha) = provenance.get("source_sha256") {
@@ -773,6 +730,267 @@ pub(super) fn acquire(
         .put_entry(&build_key, &image, inputs, meta.clone())?;
     provenance.extend(meta);
     Ok(KernelImage::from_blob(image, provenance))
+}
+
+/// What keeps a build's directory alive (a temporary directory, or a locked build directory)
+/// until its image is stored: held for its `Drop` only.
+type Held = Box<dyn std::any::Any>;
+
+/// A one-off build: the source unpacked (archived, copied) into a fresh directory, built from
+/// nothing without ccache (its absolute paths are new each time, so ccache could never hit).
+fn build_once(
+    job: &Job,
+    unpack_from: &Unpack,
+    provenance: &mut BTreeMap<String, String>,
+) -> Result<OrReason<(Built, Held)>> {
+    let work = job.ctx.cache.work_dir(&format!("build-{}-", job.spec.id))?;
+    let src_parent = work.path().join("src");
+    let out = work.path().join("out");
+    fs::create_dir_all(&src_parent).context("creating the build directory")?;
+    fs::create_dir_all(&out).context("creating the build directory")?;
+
+    let unpack_progress = Progress::start("unpack", &job.spec.id, None);
+    let tree = match unpack(unpack_from, &src_parent)? {
+        Ok(tree) => tree,
+        Err(reason) => {
+            unpack_progress.finish_failed();
+            return Ok(Err(reason));
+        }
+    };
+    unpack_progress.finish_with("source tree ready");
+    let (version, plan) = match version_and_fixes(job, &tree, provenance)? {
+        Ok(found) => found,
+        Err(reason) => return Ok(Err(reason)),
+    };
+    provenance.insert("build_mode".to_owned(), "cold".to_owned());
+    provenance.insert(
+        "build_start".to_owned(),
+        "fresh directory, one-off build".to_owned(),
+    );
+    provenance.insert("ccache".to_owned(), "off (one-off build)".to_owned());
+    Ok(
+        make_image(job, &tree, &out, version, &plan, None, provenance)?
+            .map(|built| (built, Box::new(work) as Held)),
+    )
+}
+
+/// A git revision built in the persistent build directory of its repository: checked out over
+/// the last revision built there, fixed, and made with ccache; `make` redoes what changed.
+fn build_incremental(
+    job: &Job,
+    repo: &Path,
+    commit: &str,
+    configuration: &str,
+    provenance: &mut BTreeMap<String, String>,
+) -> Result<OrReason<(Built, Held)>> {
+    let git_dir = match build_dir::git_dir_of(repo)? {
+        Ok(git_dir) => git_dir,
+        Err(reason) => return Ok(Err(reason)),
+    };
+    let cache_root = job.ctx.cache.root();
+    let dir = BuildDir::open(
+        cache_root,
+        &git_dir,
+        &build_dir::key(&git_dir, configuration),
+    )?;
+    provenance.insert("build_dir".to_owned(), dir.root().display().to_string());
+    let checkout_progress = Progress::start("checkout", &job.spec.id, None);
+    let (start, undone) = match dir.checkout(commit)? {
+        Ok(found) => found,
+        Err(reason) => {
+            checkout_progress.finish_failed();
+            return Ok(Err(reason));
+        }
+    };
+    checkout_progress.finish_with(&start.describe());
+    let tree = dir.tree();
+    let (version, plan) = match version_and_fixes(job, &tree, provenance)? {
+        Ok(found) => found,
+        Err(reason) => return Ok(Err(reason)),
+    };
+    dir.keep_unchanged_edits(undone)?;
+    let ccache = ccache::available().then(|| Ccache {
+        dir: cache_root.join(CCACHE_DIR),
+        stats_log: dir.root().join("ccache-stats.log"),
+    });
+    if let Some(ccache) = &ccache {
+        ccache.reset_stats()?;
+    }
+    dir.begin_build(commit)?;
+    let built = make_image(
+        job,
+        &tree,
+        &dir.out(),
+        version,
+        &plan,
+        ccache.as_ref(),
+        provenance,
+    )?;
+    if built.is_ok() {
+        dir.finish_build()?;
+    }
+    let stats = ccache.as_ref().map(Ccache::stats).transpose()?;
+    let mode = match (&start, stats.and_then(|s| s.hit_rate())) {
+        (start, _) if !start.is_clean() => "incremental",
+        (_, Some(rate)) if rate >= 0.5 => "ccache",
+        _ => "cold",
+    };
+    provenance.insert("build_mode".to_owned(), mode.to_owned());
+    provenance.insert("build_start".to_owned(), start.describe());
+    match stats {
+        Some(stats) => {
+            provenance.insert("ccache".to_owned(), stats.describe());
+            provenance.insert("ccache_hits".to_owned(), stats.hits.to_string());
+            provenance.insert("ccache_misses".to_owned(), stats.misses.to_string());
+        }
+        None => {
+            provenance.insert(
+                "ccache".to_owned(),
+                "off (not installed; apt-get install ccache)".to_owned(),
+            );
+        }
+    }
+    Ok(built.map(|built| (built, Box::new(dir) as Held)))
+}
+
+/// The tree's version, then the compatibility fixes it needs, recorded in the provenance.
+fn version_and_fixes(
+    job: &Job,
+    tree: &Path,
+    provenance: &mut BTreeMap<String, String>,
+) -> Result<OrReason<(KernelVersion, CompatPlan)>> {
+    let version = match KernelVersion::of_tree(tree) {
+        Ok(version) => version,
+        Err(reason) => return Ok(Err(reason)),
+    };
+    provenance.insert("kernel_version".to_owned(), version.to_string());
+    if version.at_least(4, 14) && !Path::new("/usr/include/gelf.h").exists() {
+        return Ok(Err(format!("building {version} needs libelf headers (on Debian or Ubuntu: apt-get install libelf-dev)")));
+    }
+    let plan = match compat_fixes(tree, version, job.toolchain) {
+        Ok(plan) => plan,
+        Err(reason) => return Ok(Err(format!("linux {version}: {reason}"))),
+    };
+    provenance.insert(
+        "compat".to_owned(),
+        if plan.applied.is_empty() {
+            "none".to_owned()
+        } else {
+            plan.applied.join(",")
+        },
+    );
+    provenance.insert("compat_version".to_owned(), COMPAT_VERSION.to_string());
+    Ok(Ok((version, plan)))
+}
+
+/// The make variables of `plan`, with the compiler behind ccache when there is one.
+fn make_vars(plan: &CompatPlan, ccache: bool) -> Vec<String> {
+    let mut vars = plan.make_vars.clone();
+    if ccache {
+        match vars.iter_mut().find(|v| v.starts_with("CC=")) {
+            Some(cc) => *cc = format!("CC=ccache {}", &cc["CC=".len()..]),
+            None => vars.push("CC=ccache gcc".to_owned()),
+        }
+    }
+    vars
+}
+
+/// `allnoconfig` + the fragment, the configuration checked, then `bzImage`, in `out`.
+fn make_image(
+    job: &Job,
+    tree: &Path,
+    out: &Path,
+    version: KernelVersion,
+    plan: &CompatPlan,
+    ccache: Option<&Ccache>,
+    provenance: &mut BTreeMap<String, String>,
+) -> Result<OrReason<Built>> {
+    let log_path = &job.log_path;
+    let mut log =
+        fs::File::create(log_path).with_context(|| format!("creating {}", log_path.display()))?;
+    writeln!(
+        log,
+        "# build of {} (linux {version}) with {}; compat: {}",
+        job.spec.id,
+        job.toolchain.gcc,
+        plan.applied.join(",")
+    )
+    .context("writing the build log")?;
+    let log = Arc::new(Mutex::new(log));
+    let vars = make_vars(plan, ccache.is_some());
+    let env = ccache.map(Ccache::env).unwrap_or_default();
+    let make = |targets: &[&str], jobs: usize| -> Result<MakeOutcome> {
+        let mut args: Vec<String> = vec![
+            "-C".into(),
+            tree.display().to_string(),
+            format!("O={}", out.display()),
+            "ARCH=x86_64".into(),
+            format!("KCONFIG_ALLCONFIG={}", job.fragment.display()),
+            "KBUILD_BUILD_USER=harness".into(),
+            "KBUILD_BUILD_HOST=harness".into(),
+            format!("-j{jobs}"),
+        ];
+        args.extend(vars.iter().cloned());
+        args.extend(targets.iter().map(|t| (*t).to_owned()));
+        run_make(&args, &env, &job.spec.id, &log)
+    };
+
+    // Every revision is configured afresh, exactly as a cold build would be: a .config carried
+    // over from another revision could differ in a symbol that revision added or dropped.
+    let mut configure = make(&["allnoconfig"], 1)?;
+    if configure.success {
+        configure = make(&["olddefconfig"], 1)?;
+    }
+    if !configure.success {
+        return Ok(Err(
+            configure.failure(&format!("configuring linux {version}"), log_path)
+        ));
+    }
+    let config_path = out.join(".config");
+    let config = fs::read_to_string(&config_path)
+        .with_context(|| format!("reading {}", config_path.display()))?;
+    let missing: Vec<&str> = REQUIRED_OPTIONS
+        .iter()
+        .copied()
+        .filter(|o| !config_enabled(&config, o))
+        .collect();
+    if !missing.is_empty() {
+        return Ok(Err(format!(
+            "linux {version}: allnoconfig + minimal.config lacks {}",
+            missing.join(", ")
+        )));
+    }
+    let absent: Vec<&str> = OPTIONAL_OPTIONS
+        .iter()
+        .copied()
+        .filter(|o| !config_enabled(&config, o))
+        .collect();
+    if !absent.is_empty() {
+        provenance.insert("config_absent".to_owned(), absent.join(","));
+    }
+
+    let build = make(&["bzImage"], job.ctx.jobs.max(1))?;
+    if !build.success {
+        return Ok(Err(
+            build.failure(&format!("building linux {version}"), log_path)
+        ));
+    }
+    let image_path = out.join("arch/x86/boot/bzImage");
+    if !super::is_bzimage(&image_path)
+        .with_context(|| format!("reading {}", image_path.display()))?
+    {
+        return Ok(Err(format!("{} is not a boot image", image_path.display())));
+    }
+    let release = fs::read_to_string(out.join("include/config/kernel.release"))
+        .unwrap_or_default()
+        .trim()
+        .to_owned();
+    Ok(Ok(Built {
+        version,
+        image_path,
+        config_path,
+        release,
+    }))
 }
 
 fn config_enabled(config: &str, option: &str) -> bool {
@@ -940,7 +1158,12 @@ fn is_error_line(line: &str) -> bool {
 }
 
 /// Runs make with `args`, sending stdout and stderr to `log` line by line and showing progress.
-fn run_make(args: &[String], label: &str, log: &Arc<Mutex<fs::File>>) -> Result<MakeOutcome> {
+fn run_make(
+    args: &[String],
+    env: &[(&str, std::ffi::OsString)],
+    label: &str,
+    log: &Arc<Mutex<fs::File>>,
+) -> Result<MakeOutcome> {
     let target = args.last().cloned().unwrap_or_default();
     let progress = Arc::new(Progress::start(
         "build",
@@ -961,6 +1184,7 @@ fn run_make(args: &[String], label: &str, log: &Arc<Mutex<fs::File>>) -> Result<
         .env_remove("CROSS_COMPILE")
         .env_remove("ARCH")
         .env_remove("MAKEFLAGS")
+        .envs(env.iter().map(|(k, v)| (*k, v)))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -1246,6 +1470,7 @@ mod tests {
             cache: Cache::open(&root.join("cache"), true).unwrap(),
             jobs: 1,
             debian_mirror: crate::obtain::acquire::debian::DEFAULT_MIRROR.to_owned(),
+            build_mode: Default::default(),
         }
     }
 

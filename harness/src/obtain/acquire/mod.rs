@@ -18,6 +18,7 @@
 //! is what `harness images list` shows and what `prune` keeps.
 
 pub mod build;
+pub mod build_dir;
 pub mod debian;
 pub mod path;
 pub mod url;
@@ -46,12 +47,29 @@ pub struct AcquireContext {
     pub jobs: usize,
     /// Base URL of the Debian archive (`http://deb.debian.org/debian`).
     pub debian_mirror: String,
+    /// How git revisions are built: incrementally in a persistent build directory (default), or
+    /// each from nothing.
+    pub build_mode: build::BuildMode,
 }
 
 impl AcquireContext {
     /// A context with defaults: cache at `images/cache`, one make job per CPU, Debian's CDN.
     pub fn new(repo_root: &Path, offline: bool) -> Result<AcquireContext> {
-        let cache = Cache::open(&crate::obtain::cache::default_root(repo_root), offline)?;
+        AcquireContext::with_cache(
+            repo_root,
+            &crate::obtain::cache::default_root(repo_root),
+            offline,
+        )
+    }
+
+    /// The same with the cache at `cache_root` (the benchmark keeps its cold and incremental
+    /// runs apart this way).
+    pub fn with_cache(
+        repo_root: &Path,
+        cache_root: &Path,
+        offline: bool,
+    ) -> Result<AcquireContext> {
+        let cache = Cache::open(cache_root, offline)?;
         let jobs = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1);
@@ -60,6 +78,7 @@ impl AcquireContext {
             cache,
             jobs,
             debian_mirror: debian::DEFAULT_MIRROR.to_owned(),
+            build_mode: build::BuildMode::default(),
         })
     }
 
@@ -694,6 +713,7 @@ mod tests {
             cache: Cache::open(&root.path().join("images/cache"), true).unwrap(),
             jobs: 1,
             debian_mirror: debian::DEFAULT_MIRROR.to_owned(),
+            build_mode: Default::default(),
         };
         let spec = KernelSpec {
             id: "3.8".into(),
@@ -743,6 +763,7 @@ mod tests {
             cache: Cache::open(&root.path().join("images/cache"), true).unwrap(),
             jobs: 1,
             debian_mirror: debian::DEFAULT_MIRROR.to_owned(),
+            build_mode: Default::default(),
         };
         let spec = KernelSpec {
             id: "host".into(),

@@ -185,6 +185,7 @@ mod tests {
             cache: Cache::open(cache_root, false).unwrap(),
             jobs: 1,
             debian_mirror: crate::obtain::acquire::debian::DEFAULT_MIRROR.to_owned(),
+            build_mode: Default::default(),
         }
     }
 
