@@ -422,6 +422,13 @@ pub enum NotClaimKind {
     Definition,
     /// Repeats a statement a claim (`of`) already tests.
     Restatement,
+    /// A line of a synopsis or a code example (the man pages').
+    Code,
+    /// Names the standards or the history of a call, and no behaviour.
+    Standards,
+    /// Shares a word with the subject but speaks of something else (binding to a device, a
+    /// socket domain or an option the harness does not measure).
+    OtherSubject,
 }
 
 /// A value of a catalogue dimension that the documents take for granted: options are set before
