@@ -256,7 +256,9 @@ mod tests {
         assert!(!on_topic("Welcome to the wonderful world of portability."));
         assert!(on_man_topic("SO_REUSEPORT (since Linux 3.9)"));
         assert!(on_man_topic("the range used for ephemeral ports."));
-        assert!(!on_man_topic("Bound the size of the advertised window to this value."));
+        assert!(!on_man_topic(
+            "Bound the size of the advertised window to this value."
+        ));
     }
 
     /// Every sentence of the four documents that speaks of binding, addresses, ports, the options,
@@ -300,7 +302,11 @@ mod tests {
                 .into_iter()
                 .filter(|s| on_man_topic(s))
                 .collect();
-            assert!(!on.is_empty(), "{} says nothing on the subject", doc.file_name());
+            assert!(
+                !on.is_empty(),
+                "{} says nothing on the subject",
+                doc.file_name()
+            );
             seen += on.len();
             for s in unaccounted(&set, doc, &text) {
                 missing.push(format!("{}: {s}", doc.file_name()));

@@ -14,7 +14,11 @@
 //! - *consequences*: a cell whose reuse-option setsockopt went from an errno to `ok`, or that went
 //!   from `unsupported` to measured, changed because an option became available. It is counted
 //!   inside that option's arrival (the `options.*` cell that changed at the same boundary), with
-//!   everything else that moved in it then.
+//!   everything else that moved in it then. An option the `options` family does not measure (a
+//!   transport gaining support for one it has, like SO_ATTACH_REUSEPORT_CBPF on TCP at 4.6, or
+//!   IP_LOCAL_PORT_RANGE) arrives, or goes, by the unsupported reason of the cells that need it:
+//!   every cell of any family that became measurable, or stopped being measurable, at one
+//!   boundary for want of the same option is one row, that option's arrival or departure.
 //! - *instability*: a cell whose repetitions disagree on a kernel is "unstable on K", grouped the
 //!   same way with how often each value came up; that kernel is left out of the cell's runs, so
 //!   instability never shows as a change.
@@ -131,7 +135,9 @@ impl BehaviourChange {
     pub fn headline_with(&self, cells: &str) -> String {
         if self.family == Family::Options.token() {
             let consequences: usize = self.consequences.iter().map(|c| c.cells.len()).sum();
-            let follows = if consequences > 0 {
+            let follows = if consequences == 1 {
+                "; 1 cell changes with it".to_owned()
+            } else if consequences > 1 {
                 format!("; {consequences} cells change with it")
             } else {
                 String::new()
@@ -312,6 +318,12 @@ pub fn family_words(family: &str) -> &'static str {
         "dist" => "Distribution",
         "steer" => "Steering",
         "cost" => "Lookup cost",
+        "autobind" => "Automatic binding",
+        "numbering" => "Reuseport group numbering",
+        "addr" => "Addresses bind() accepts",
+        "ephemeral" => "Ephemeral ports",
+        "v6only" => "IPV6_V6ONLY",
+        "twsys" => "TIME_WAIT sysctls",
         _ => "Experiment",
     }
 }
@@ -629,6 +641,14 @@ pub fn analyse(results: &[KernelResult], claims: &ClaimSet) -> Changes {
                 .to_ascii_uppercase();
             reason_before(&measured, c).is_some_and(|r| r.contains(&option))
         });
+        if named.is_none()
+            && reason_before(&measured, c)
+                .and_then(option_of_reason)
+                .is_some()
+        {
+            // The reason names an option none of these arrivals is: that option's own row.
+            return None;
+        }
         named.or(at.first()).map(|a| a.experiment.clone())
     };
 
@@ -642,10 +662,22 @@ pub fn analyse(results: &[KernelResult], claims: &ClaimSet) -> Changes {
         .collect();
     let mut groups: BTreeMap<Key, Vec<&CellChange>> = BTreeMap::new();
     let mut consequences: BTreeMap<String, Vec<&CellChange>> = BTreeMap::new();
+    // (start, arrives, option, errno) → the cells that need it.
+    type Implied = (usize, bool, String, String);
+    let mut implied: BTreeMap<Implied, Vec<&CellChange>> = BTreeMap::new();
     for c in &cells {
         if let Some(option) = arrival_for(c) {
             consequences.entry(option).or_default().push(c);
             continue;
+        }
+        if !is_arrival(c) {
+            if let Some((arrives, option, errno)) = implied_option(&measured, c) {
+                implied
+                    .entry((c.window.start, arrives, option, errno))
+                    .or_default()
+                    .push(c);
+                continue;
+            }
         }
         let family = c
             .experiment
@@ -753,6 +785,90 @@ pub fn analyse(results: &[KernelResult], claims: &ClaimSet) -> Changes {
             claimed_by: Vec::new(),
         });
     }
+    for ((_, arrives, option, errno), members) in implied {
+        let windows = sub_windows(&members, &kernels, &order);
+        let window = windows[0].window;
+        let mut per_family: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for c in &members {
+            let f = c
+                .experiment
+                .split('.')
+                .next()
+                .unwrap_or_default()
+                .to_owned();
+            per_family
+                .entry(f)
+                .or_default()
+                .insert(c.experiment.clone());
+        }
+        let mut consequence_rows: Vec<Consequences> = per_family
+            .into_iter()
+            .map(|(f, chosen)| {
+                let description = describe(&comparable(&f, window.start), &chosen);
+                let mut cells: Vec<String> = chosen.into_iter().collect();
+                cells.sort_by_key(|id| order.get(id).copied().unwrap_or(usize::MAX));
+                Consequences {
+                    family: f,
+                    description,
+                    cells,
+                }
+            })
+            .collect();
+        consequence_rows.sort_by_key(|c| {
+            catalogue
+                .iter()
+                .position(|e| e.family().token() == c.family)
+                .unwrap_or(usize::MAX)
+        });
+        let moves = vec![if arrives {
+            AspectChange {
+                aspect: "the cells' option".into(),
+                before: errno,
+                after: "ok".into(),
+            }
+        } else {
+            AspectChange {
+                aspect: "the cells' option".into(),
+                before: "ok".into(),
+                after: errno,
+            }
+        }];
+        let window_text = match windows.as_slice() {
+            [one] => one.text.clone(),
+            [main, rest @ ..] => format!(
+                "{} ({})",
+                main.text,
+                rest.iter()
+                    .map(|w| format!("{} of the cells {}", w.cells.len(), w.text))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ),
+            [] => unreachable!("a group has cells"),
+        };
+        let text = if arrives {
+            format!("usable where the cells need it ({} → ok)", moves[0].before)
+        } else {
+            format!(
+                "no longer usable where the cells need it (ok → {})",
+                moves[0].after
+            )
+        };
+        changes.push(BehaviourChange {
+            window_text,
+            windows,
+            moves_text: text,
+            family: Family::Options.token().to_owned(),
+            window,
+            moves,
+            description: Description {
+                boxes: Vec::new(),
+                text: option,
+            },
+            cells: Vec::new(),
+            consequences: consequence_rows,
+            claimed_by: Vec::new(),
+        });
+    }
     changes.sort_by(|a, b| {
         a.window
             .start
@@ -819,6 +935,50 @@ fn reason_before<'a>(measured: &[&'a KernelResult], c: &CellChange) -> Option<&'
         Status::Unsupported { reason } => Some(reason.as_str()),
         _ => None,
     }
+}
+
+/// The unsupported reason the cell gave on the first kernel of its change.
+fn reason_after<'a>(measured: &[&'a KernelResult], c: &CellChange) -> Option<&'a str> {
+    match &measured.get(c.window.start)?.record(&c.experiment)?.status {
+        Status::Unsupported { reason } => Some(reason.as_str()),
+        _ => None,
+    }
+}
+
+/// The option and the errno an unsupported reason names: `SO_ATTACH_REUSEPORT_CBPF = EINVAL`,
+/// `setsockopt(IP_LOCAL_PORT_RANGE) = ENOPROTOOPT`. The option is the first upper-case name
+/// with an underscore (a socket option or a sysctl-like constant), the errno the last word that
+/// is one.
+fn option_of_reason(reason: &str) -> Option<(String, String)> {
+    let words: Vec<&str> = reason
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| !w.is_empty())
+        .collect();
+    let option = words.iter().find(|w| {
+        w.contains('_')
+            && w.chars()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+    })?;
+    let errno = words.iter().rev().find(|w| is_errno(w))?;
+    Some(((*option).to_owned(), (*errno).to_owned()))
+}
+
+/// For a cell that became measurable, or stopped being, at its change without an `options.*`
+/// arrival to count it in: which way, the option its unsupported reason names and that errno.
+fn implied_option(measured: &[&KernelResult], c: &CellChange) -> Option<(bool, String, String)> {
+    let status = c.changes.iter().find(|m| m.aspect == "status")?;
+    let arrives = match (status.before.as_str(), status.after.as_str()) {
+        ("unsupported", "completed") => true,
+        ("completed", "unsupported") => false,
+        _ => return None,
+    };
+    let reason = if arrives {
+        reason_before(measured, c)?
+    } else {
+        reason_after(measured, c)?
+    };
+    let (option, errno) = option_of_reason(reason)?;
+    Some((arrives, option, errno))
 }
 
 /// Whether the claim's change point lies between the kernel before `start` and `start`.
@@ -1047,11 +1207,12 @@ mod tests {
     fn what_changed_fits_on_one_screen() {
         let c = changes();
         assert_eq!(c.kernels.len(), 10, "{:?}", c.kernels);
-        // One screen: about 25 rows. Over the ten kernels the catalogue of 8093 cells shows 22
-        // behaviour changes and one claimed change not observed.
+        // One screen: about 30 rows. Over the ten kernels the catalogue of 8223 cells shows 27
+        // behaviour changes (the families of the man pages added sysctls that went away, options
+        // that arrived and bind()'s address checks) and one claimed change not observed.
         let rows = c.changes.len() + c.claimed_not_observed().count();
         assert!(
-            rows <= 25,
+            rows <= 30,
             "{rows} rows: {:#?}",
             c.changes.iter().map(|c| c.headline()).collect::<Vec<_>>()
         );
@@ -1091,6 +1252,49 @@ mod tests {
     }
 
     #[test]
+    fn an_unsupported_reason_names_its_option_and_errno() {
+        assert_eq!(
+            option_of_reason("setsockopt(IP_LOCAL_PORT_RANGE) = ENOPROTOOPT"),
+            Some(("IP_LOCAL_PORT_RANGE".into(), "ENOPROTOOPT".into()))
+        );
+        assert_eq!(
+            option_of_reason("SO_ATTACH_REUSEPORT_CBPF = EINVAL"),
+            Some(("SO_ATTACH_REUSEPORT_CBPF".into(), "EINVAL".into()))
+        );
+        assert_eq!(
+            option_of_reason("/proc/sys/net/ipv4/tcp_tw_recycle = ENOENT"),
+            None
+        );
+    }
+
+    /// TCP gained SO_ATTACH_REUSEPORT_CBPF at 4.6, a release after UDP: every cell that needs it
+    /// on TCP (steering, numbering) changes at 4.6 in one row, that option's arrival.
+    #[test]
+    fn an_option_without_an_options_cell_arrives_in_one_row() {
+        let c = changes();
+        let rows: Vec<&BehaviourChange> = c
+            .changes
+            .iter()
+            .filter(|b| b.all_cells().any(|id| id.starts_with("numbering.tcp.")))
+            .filter(|b| c.kernels[b.window.start].label == "4.6")
+            .collect();
+        assert_eq!(
+            rows.len(),
+            1,
+            "{:?}",
+            rows.iter().map(|r| r.headline()).collect::<Vec<_>>()
+        );
+        let row = rows[0];
+        assert_eq!(row.window_text, "from 4.6 on");
+        assert_eq!(row.description.text, "SO_ATTACH_REUSEPORT_CBPF");
+        assert!(row.all_cells().any(|id| id == "steer.cbpf.tcp"));
+        assert!(
+            row.all_cells().all(|id| id.contains(".tcp")),
+            "TCP's cells only"
+        );
+    }
+
+    #[test]
     fn so_reuseports_arrival_is_one_row_with_its_consequences_inside() {
         let c = changes();
         let rows: Vec<&BehaviourChange> = c
@@ -1117,9 +1321,14 @@ mod tests {
         assert!(row
             .claimed_by
             .contains(&"001.linux.reuseport-added-3.9".to_owned()));
-        // No other row starts at 3.9: everything that changed then followed from the option.
+        // No other row starts at 3.9 but the other thing 3.8 lacks that cells need: user
+        // namespaces for an unprivileged user (`unshare(CLONE_NEWUSER) = EINVAL`), whose cells
+        // are that row's, never SO_REUSEPORT's.
         assert!(
-            c.changes.iter().filter(|b| b.window.start == 1).count() == 1,
+            c.changes
+                .iter()
+                .filter(|b| b.window.start == 1)
+                .all(|b| std::ptr::eq(b, row) || b.description.text == "CLONE_NEWUSER"),
             "{:?}",
             c.changes
                 .iter()

@@ -153,6 +153,17 @@ pub fn signature(record: &ExperimentRecord) -> Signature {
     if let Status::Failed { error } = &record.status {
         s.soft(ENVIRONMENT, format!("failed: {error}"));
     }
+    // A kernel that lacks something answers with an errno, and the guest names it in the reason
+    // ("setsockopt(IP_LOCAL_PORT_RANGE) = ENOPROTOOPT"); a reason without one is the row unable
+    // to look (the host row's namespaces do not show a global sysctl), not the kernel.
+    if let Status::Unsupported { reason } = &record.status {
+        let names_errno = reason.split(|c: char| !c.is_ascii_alphanumeric()).any(|w| {
+            w.len() > 2 && w.starts_with('E') && w[1..].chars().all(|c| c.is_ascii_uppercase())
+        });
+        if !names_errno {
+            s.soft(ENVIRONMENT, format!("unsupported here: {reason}"));
+        }
+    }
     for (name, fact) in &record.facts {
         match fact {
             // A bind that found its address missing says nothing about behaviour (see
