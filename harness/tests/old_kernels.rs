@@ -209,6 +209,54 @@ fn so_reuseport_is_enoprotoopt_on_3_8_and_available_from_3_9() {
     }
 }
 
+/// socket(7)'s numbering of a reuseport group, read through a cBPF program that returns a fixed
+/// index: unsupported with the kernel's errno before the option (UDP 4.5, TCP 4.6), and from
+/// there in the order the page says: bind order for UDP, listen order for TCP (the experiment
+/// adds m0..m3 so that the order differs from creation: m2 m0 m3 m1).
+#[test]
+fn reuseport_numbering_is_unsupported_with_an_errno_before_4_5_and_follows_the_page_after() {
+    if skip_boots() {
+        return;
+    }
+    for (id, first) in [
+        ("numbering.udp.v4.order", "4.5"),
+        ("numbering.tcp.v4.order", "4.6"),
+    ] {
+        for v in OLD_VERSIONS {
+            let r = result(v);
+            let rec = record(&r, id);
+            let supported = version_at_least(v, first);
+            if supported {
+                assert_eq!(rec["status"], "completed", "{v}: {id} {rec}");
+                let order: Vec<String> = (0..4)
+                    .map(|i| {
+                        let seen = values(rec, &format!("index{i}"));
+                        assert!(seen.windows(2).all(|w| w[0] == w[1]), "{v}: {id} {seen:?}");
+                        seen[0].clone()
+                    })
+                    .collect();
+                assert_eq!(order, ["m2", "m0", "m3", "m1"], "{v}: {id}");
+            } else {
+                let reason = rec["status"]["unsupported"]["reason"]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("{v}: {id} is not unsupported: {rec}"));
+                assert!(
+                    ["ENOPROTOOPT", "EINVAL"].iter().any(|e| reason.contains(e)),
+                    "{v}: {id}: {reason}"
+                );
+            }
+        }
+    }
+}
+
+fn version_at_least(v: &str, first: &str) -> bool {
+    let parse = |s: &str| -> (u32, u32) {
+        let mut it = s.split('.').map(|p| p.parse::<u32>().unwrap());
+        (it.next().unwrap(), it.next().unwrap())
+    };
+    parse(v) >= parse(first)
+}
+
 #[test]
 fn two_so_reuseport_sockets_share_127_0_0_1_and_a_port_from_3_9_on() {
     if skip_boots() {
