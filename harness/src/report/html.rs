@@ -492,6 +492,18 @@ fn timeline(o: &mut String, changes: &Changes) {
         );
     }
     o.push_str("</div>");
+    let unobservable: Vec<String> = changes
+        .claimed_unobservable()
+        .map(|c| format!("<code>{}</code> at {}", h(&c.claim), h(&c.at.to_string())))
+        .collect();
+    if !unobservable.is_empty() {
+        let _ = write!(
+            o,
+            "<p class=\"muted\">Not observable with these kernels ({} claimed change points, no measured pair of kernels brackets them): {}.</p>",
+            unobservable.len(),
+            unobservable.join(", ")
+        );
+    }
 }
 
 fn cell_list(o: &mut String, title: &str, cells: &[String]) {

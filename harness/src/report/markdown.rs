@@ -45,7 +45,7 @@ pub fn render(
     );
     let _ = writeln!(
         w,
-        "Every claim of the four documents, judged on every kernel from raw measurements. \
+        "Every claim of the four documents and of the Linux man pages, judged on every kernel from raw measurements. \
          A missing measurement is never a pass; an outcome that differs between repetitions is *unstable*. \
          Claims made for BSD, Windows, Solaris or another Linux version range are *out of scope* on a kernel, \
          and still say whether that kernel agrees.\n"
@@ -372,6 +372,18 @@ fn what_changed_section(w: &mut String, changes: &Changes) {
             "| {} | {} | {cells} | {documents} |",
             md(&row.when),
             md(&row.what)
+        );
+    }
+    let unobservable: Vec<String> = changes
+        .claimed_unobservable()
+        .map(|c| format!("`{}` at {}", c.claim, c.at))
+        .collect();
+    if !unobservable.is_empty() {
+        let _ = writeln!(
+            w,
+            "\nNot observable with these kernels ({} claimed change points, no measured pair of kernels brackets them): {}.",
+            unobservable.len(),
+            unobservable.join(", ")
         );
     }
     let unstable: usize = changes.unstable.iter().map(|u| u.cells.len()).sum();
