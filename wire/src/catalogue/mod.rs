@@ -397,8 +397,10 @@ pub fn glob_matches(pattern: &str, id: &str) -> bool {
     true
 }
 
-/// Resolves selection patterns, in catalogue order. A pattern is `all`, an exact id, an id
-/// prefix ending at a dot boundary (`bind` or `bind.tcp`), or a glob (`bind.tcp.*.time-wait.*`).
+/// Resolves selection patterns, in catalogue order. A pattern is `all`, an exact id (that
+/// experiment alone, even where other ids continue it: `steer.incoming-cpu.udp` is not
+/// `steer.incoming-cpu.udp.dual-stack`), an id prefix ending at a dot boundary (`bind` or
+/// `bind.tcp`), or a glob (`bind.tcp.*.time-wait.*`).
 /// Self-tests run only when a pattern names them. Returns the patterns that matched nothing as
 /// the error.
 pub fn select(patterns: &[String]) -> Result<Vec<Experiment>, Vec<String>> {
@@ -407,6 +409,7 @@ pub fn select(patterns: &[String]) -> Result<Vec<Experiment>, Vec<String>> {
     }
     let everything = with_self_tests();
     let ids: Vec<String> = everything.iter().map(Experiment::id).collect();
+    let exact: std::collections::HashSet<String> = ids.iter().cloned().collect();
     let matches = |pattern: &str, id: &str, exp: &Experiment| -> bool {
         if pattern == "all" {
             return exp.family() != Family::SelfTest;
@@ -416,7 +419,8 @@ pub fn select(patterns: &[String]) -> Result<Vec<Experiment>, Vec<String>> {
                 && (exp.family() != Family::SelfTest || pattern.starts_with("selftest"));
         }
         id == pattern
-            || (id.starts_with(pattern)
+            || (!exact.contains(pattern)
+                && id.starts_with(pattern)
                 && (pattern.ends_with('.') || id.as_bytes().get(pattern.len()) == Some(&b'.')))
     };
     let unmatched: Vec<String> = patterns
@@ -474,6 +478,13 @@ mod tests {
         let all = select(&["all".into()]).unwrap();
         assert_eq!(all, catalogue());
         assert!(select(&["selftest.crash".into()]).unwrap().len() == 1);
+        // An exact id is that experiment alone, though another id continues it.
+        let one = select(&["steer.incoming-cpu.udp".into()]).unwrap();
+        assert_eq!(
+            one.iter().map(Experiment::id).collect::<Vec<_>>(),
+            ["steer.incoming-cpu.udp"]
+        );
+        assert_eq!(select(&["steer.incoming-cpu".into()]).unwrap().len(), 4);
         // The main matrix only: its ids end in the uid (`.other-port` and `.late` cells do not).
         let tw = select(&["bind.tcp.*.time-wait.*-uid".into()]).unwrap();
         assert_eq!(tw.len(), address_pairs().len() * 16 * 2);
