@@ -15,7 +15,7 @@ use std::process::Command;
 use anyhow::{bail, Context, Result};
 
 /// The program, looked up on `PATH`.
-pub const PROGRAM: &str = "ccache";
+pub const PROGRAM: &str = crate::obtain::prereq::CCACHE;
 
 /// The size `harness images prune` trims the cache to unless told otherwise.
 pub const DEFAULT_MAX_SIZE: &str = "5G";

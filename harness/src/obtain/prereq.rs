@@ -55,8 +55,11 @@ pub const KERNEL_TOOLCHAIN: &[Need] = &[
 /// What makes kernel builds faster without being needed by any: ccache (the build says in its
 /// provenance when it ran without). Installed with the toolchain when it can be; its absence
 /// never makes a kernel unavailable.
-pub const OPTIONAL_BUILD_TOOLS: &[Need] =
-    &[Need::Program(crate::obtain::ccache::PROGRAM, "ccache")];
+pub const OPTIONAL_BUILD_TOOLS: &[Need] = &[Need::Program(CCACHE, "ccache")];
+
+/// The ccache program: named here, where the toolchain is, so that `obtain::ccache`, which asks
+/// this module whether it is on the PATH, is the only one of the two to import the other.
+pub const CCACHE: &str = "ccache";
 
 const QEMU_NEED: &[Need] = &[Need::Program(QEMU, "qemu-system-x86")];
 
