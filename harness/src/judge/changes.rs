@@ -191,6 +191,22 @@ fn sub_windows(
     windows
 }
 
+/// "from 4.4 on", or with the other sub-windows: "from 4.4 on (23 of the cells 4.4 only)".
+fn window_text(windows: &[SubWindow]) -> String {
+    match windows {
+        [one] => one.text.clone(),
+        [main, rest @ ..] => format!(
+            "{} ({})",
+            main.text,
+            rest.iter()
+                .map(|w| format!("{} of the cells {}", w.cells.len(), w.text))
+                .collect::<Vec<_>>()
+                .join("; ")
+        ),
+        [] => unreachable!("a group has cells"),
+    }
+}
+
 /// Cells of one family that changed because an option became available.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Consequences {
@@ -726,6 +742,45 @@ pub fn analyse(results: &[KernelResult], claims: &ClaimSet) -> Changes {
             .collect()
     };
 
+    // Cells that changed with an option, by family, each family's described among the cells
+    // that could have changed at `start`.
+    let by_family = |cells: &[&CellChange], start: usize| -> Vec<Consequences> {
+        let mut per_family: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for c in cells {
+            let f = c
+                .experiment
+                .split('.')
+                .next()
+                .unwrap_or_default()
+                .to_owned();
+            per_family
+                .entry(f)
+                .or_default()
+                .insert(c.experiment.clone());
+        }
+        per_family
+            .into_iter()
+            .map(|(f, chosen)| {
+                let description = describe(&comparable(&f, start), &chosen);
+                let mut cells: Vec<String> = chosen.into_iter().collect();
+                cells.sort_by_key(|id| order.get(id).copied().unwrap_or(usize::MAX));
+                Consequences {
+                    family: f,
+                    description,
+                    cells,
+                }
+            })
+            .collect()
+    };
+    let sort_by_family = |rows: &mut Vec<Consequences>| {
+        rows.sort_by_key(|c| {
+            catalogue
+                .iter()
+                .position(|e| e.family().token() == c.family)
+                .unwrap_or(usize::MAX)
+        });
+    };
+
     let mut changes: Vec<BehaviourChange> = Vec::new();
     for ((_, family, _, moves), members) in groups {
         let mut ids: Vec<String> = members.iter().map(|c| c.experiment.clone()).collect();
@@ -737,54 +792,14 @@ pub fn analyse(results: &[KernelResult], claims: &ClaimSet) -> Changes {
         let mut consequence_rows = Vec::new();
         if family == "options" {
             for id in &ids {
-                let Some(cs) = consequences.get(id) else {
-                    continue;
-                };
-                let mut per_family: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-                for c in cs {
-                    let f = c
-                        .experiment
-                        .split('.')
-                        .next()
-                        .unwrap_or_default()
-                        .to_owned();
-                    per_family
-                        .entry(f)
-                        .or_default()
-                        .insert(c.experiment.clone());
-                }
-                for (f, chosen) in per_family {
-                    let description = describe(&comparable(&f, window.start), &chosen);
-                    let mut cells: Vec<String> = chosen.into_iter().collect();
-                    cells.sort_by_key(|id| order.get(id).copied().unwrap_or(usize::MAX));
-                    consequence_rows.push(Consequences {
-                        family: f,
-                        description,
-                        cells,
-                    });
+                if let Some(cs) = consequences.get(id) {
+                    consequence_rows.extend(by_family(cs, window.start));
                 }
             }
-            consequence_rows.sort_by_key(|c| {
-                catalogue
-                    .iter()
-                    .position(|e| e.family().token() == c.family)
-                    .unwrap_or(usize::MAX)
-            });
+            sort_by_family(&mut consequence_rows);
         }
-        let window_text = match windows.as_slice() {
-            [one] => one.text.clone(),
-            [main, rest @ ..] => format!(
-                "{} ({})",
-                main.text,
-                rest.iter()
-                    .map(|w| format!("{} of the cells {}", w.cells.len(), w.text))
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            ),
-            [] => unreachable!("a group has cells"),
-        };
         changes.push(BehaviourChange {
-            window_text,
+            window_text: window_text(&windows),
             windows,
             moves_text: moves_text(&moves),
             family,
@@ -799,38 +814,8 @@ pub fn analyse(results: &[KernelResult], claims: &ClaimSet) -> Changes {
     for ((_, arrives, option, errno), members) in implied {
         let windows = sub_windows(&members, &kernels, &order);
         let window = windows[0].window;
-        let mut per_family: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-        for c in &members {
-            let f = c
-                .experiment
-                .split('.')
-                .next()
-                .unwrap_or_default()
-                .to_owned();
-            per_family
-                .entry(f)
-                .or_default()
-                .insert(c.experiment.clone());
-        }
-        let mut consequence_rows: Vec<Consequences> = per_family
-            .into_iter()
-            .map(|(f, chosen)| {
-                let description = describe(&comparable(&f, window.start), &chosen);
-                let mut cells: Vec<String> = chosen.into_iter().collect();
-                cells.sort_by_key(|id| order.get(id).copied().unwrap_or(usize::MAX));
-                Consequences {
-                    family: f,
-                    description,
-                    cells,
-                }
-            })
-            .collect();
-        consequence_rows.sort_by_key(|c| {
-            catalogue
-                .iter()
-                .position(|e| e.family().token() == c.family)
-                .unwrap_or(usize::MAX)
-        });
+        let mut consequence_rows = by_family(&members, window.start);
+        sort_by_family(&mut consequence_rows);
         let moves = vec![if arrives {
             AspectChange {
                 aspect: "the cells' option".into(),
@@ -844,18 +829,6 @@ pub fn analyse(results: &[KernelResult], claims: &ClaimSet) -> Changes {
                 after: errno,
             }
         }];
-        let window_text = match windows.as_slice() {
-            [one] => one.text.clone(),
-            [main, rest @ ..] => format!(
-                "{} ({})",
-                main.text,
-                rest.iter()
-                    .map(|w| format!("{} of the cells {}", w.cells.len(), w.text))
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            ),
-            [] => unreachable!("a group has cells"),
-        };
         let text = if arrives {
             format!("usable where the cells need it ({} → ok)", moves[0].before)
         } else {
@@ -865,7 +838,7 @@ pub fn analyse(results: &[KernelResult], claims: &ClaimSet) -> Changes {
             )
         };
         changes.push(BehaviourChange {
-            window_text,
+            window_text: window_text(&windows),
             windows,
             moves_text: text,
             family: Family::Options.token().to_owned(),
